@@ -1,0 +1,478 @@
+// Package account holds twostep's use cases: signing in, resolving a
+// session cookie, signing out. It knows nothing of HTTP or Caddy: the portal
+// pages and the JSON API call the same methods.
+package account
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/users"
+	"github.com/twostep-auth/twostep/policy"
+)
+
+// Errors the use cases return. Callers map them to HTTP answers.
+var (
+	// ErrInvalidCredentials: wrong password, unknown or disabled user.
+	ErrInvalidCredentials = errors.New("invalid username or password")
+	// ErrNoSession: the token names no live session.
+	ErrNoSession = errors.New("no session")
+	// ErrBusy: too many password hashes are queued; try again shortly.
+	ErrBusy = errors.New("too many sign-ins at once")
+)
+
+// RateLimitedError says that the request was refused by regulation; retry
+// after RetryAfter.
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("too many attempts; retry in %s", e.RetryAfter.Round(time.Second))
+}
+
+// UnavailableError wraps a store failure: the caller answers 503 and never
+// allows the request.
+type UnavailableError struct{ Err error }
+
+func (e *UnavailableError) Error() string { return "store unavailable: " + e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Directory is the source of users (the users file).
+type Directory interface {
+	DB() *users.DB
+}
+
+// Regulation bounds password guessing: MaxRetries failures within FindTime,
+// per user and per client IP, ban for BanTime.
+type Regulation struct {
+	MaxRetries int
+	FindTime   time.Duration
+	BanTime    time.Duration
+}
+
+// Config is what the use cases need from the configuration.
+type Config struct {
+	// SessionIdle ends a session unused for this long.
+	SessionIdle time.Duration
+	// SessionLifetime ends a session this long after sign-in, used or not.
+	SessionLifetime time.Duration
+	// PendingLifetime bounds a half-signed-in session.
+	PendingLifetime time.Duration
+	Regulation      Regulation
+	// Secret keys every derived key (session ids, CSRF tokens). ≥ 32 bytes.
+	Secret []byte
+	// MaxConcurrentHashes bounds password hashes in flight (default: CPU count);
+	// MaxQueuedHashes bounds those waiting (default: 32 × that).
+	MaxConcurrentHashes int
+	MaxQueuedHashes     int
+}
+
+// TouchInterval is how often, at most, a session's LastSeen is written.
+const TouchInterval = time.Minute
+
+// Service runs the use cases.
+type Service struct {
+	cfg   Config
+	store store.Store
+	users Directory
+	now   func() time.Time
+	log   *zap.Logger
+	audit *zap.Logger
+
+	sessionKey []byte
+	csrfKey    []byte
+	macPool    sync.Pool
+
+	hashSlots chan struct{}
+	queued    atomic.Int64
+}
+
+// New returns a Service. now may be nil (time.Now).
+func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *zap.Logger) (*Service, error) {
+	if len(cfg.Secret) < 32 {
+		return nil, errors.New("account: secret must be at least 32 bytes")
+	}
+	if st == nil || dir == nil {
+		return nil, errors.New("account: store and users are required")
+	}
+	if cfg.SessionLifetime <= 0 || cfg.SessionIdle <= 0 {
+		return nil, errors.New("account: session idle and lifetime must be positive")
+	}
+	if cfg.PendingLifetime <= 0 {
+		cfg.PendingLifetime = 15 * time.Minute
+	}
+	if cfg.PendingLifetime > cfg.SessionLifetime {
+		cfg.PendingLifetime = cfg.SessionLifetime
+	}
+	if cfg.Regulation.MaxRetries <= 0 || cfg.Regulation.FindTime <= 0 || cfg.Regulation.BanTime <= 0 {
+		return nil, errors.New("account: regulation max_retries, find_time and ban_time must be positive")
+	}
+	if cfg.MaxConcurrentHashes <= 0 {
+		cfg.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	if cfg.MaxQueuedHashes <= 0 {
+		cfg.MaxQueuedHashes = 32 * cfg.MaxConcurrentHashes
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Service{
+		cfg:        cfg,
+		store:      st,
+		users:      dir,
+		now:        now,
+		log:        log,
+		audit:      log.Named("audit"),
+		sessionKey: deriveKey(cfg.Secret, "twostep session id v1"),
+		csrfKey:    deriveKey(cfg.Secret, "twostep csrf v1"),
+		hashSlots:  make(chan struct{}, cfg.MaxConcurrentHashes),
+	}
+	s.macPool.New = func() any { return hmac.New(sha256.New, s.sessionKey) }
+	return s, nil
+}
+
+// SetAuditLogger replaces the audit logger (named twostep.audit by Caddy glue).
+func (s *Service) SetAuditLogger(l *zap.Logger) {
+	if l != nil {
+		s.audit = l
+	}
+}
+
+func deriveKey(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// Now is the service's clock.
+func (s *Service) Now() time.Time { return s.now() }
+
+// Client describes where a request comes from (for regulation and audit).
+type Client struct {
+	IP        netip.Addr
+	UserAgent string
+}
+
+func (c Client) ip() string {
+	if !c.IP.IsValid() {
+		return "unknown"
+	}
+	return c.IP.String()
+}
+
+// SignInResult is a successful password check.
+type SignInResult struct {
+	// Token is the new session cookie value (never stored).
+	Token   string
+	Session *store.Session
+	User    *users.User
+}
+
+// SignIn checks a password and issues a new session (a new token every time:
+// no fixation). Errors: ErrInvalidCredentials, *RateLimitedError, ErrBusy,
+// *UnavailableError.
+func (s *Service) SignIn(ctx context.Context, username, password string, c Client) (*SignInResult, error) {
+	now := s.now()
+	name := users.Canonical(username)
+	if name == "" || password == "" || len(username) > 256 || len(password) > 1024 {
+		return nil, ErrInvalidCredentials
+	}
+	userKey := "reg:u:" + name
+	ipKey := "reg:ip:" + c.ip()
+	// A ban answers the same whatever the password: check it first.
+	for _, k := range [...]string{userKey, ipKey} {
+		if until, err := s.bannedUntil(ctx, k, now); err != nil {
+			return nil, &UnavailableError{err}
+		} else if !until.IsZero() {
+			s.audit.Info("sign-in refused", zap.String("user", name), zap.String("ip", c.ip()),
+				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
+			return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
+		}
+	}
+
+	db := s.users.DB()
+	u, known := db.Lookup(name)
+	hashToCheck := db.DummyHash()
+	if known {
+		hashToCheck = u.Hash
+	}
+	ok, err := s.verify(ctx, hashToCheck, password)
+	if err != nil {
+		if errors.Is(err, ErrBusy) {
+			return nil, err
+		}
+		// A malformed hash is refused like a wrong password, and logged.
+		s.log.Warn("password hash could not be checked", zap.String("user", name), zap.Error(err))
+		ok = false
+	}
+	if !known || u.Disabled || !ok {
+		if err := s.recordFailure(ctx, now, userKey, ipKey); err != nil {
+			return nil, &UnavailableError{err}
+		}
+		reason := "bad_password"
+		if !known {
+			reason = "unknown_user"
+		} else if u.Disabled {
+			reason = "disabled"
+		}
+		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("ip", c.ip()),
+			zap.String("user_agent", c.UserAgent), zap.String("outcome", reason))
+		return nil, ErrInvalidCredentials
+	}
+	if err := s.store.Delete(ctx, "fail:"+userKey); err != nil {
+		return nil, &UnavailableError{err}
+	}
+
+	token, id, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	sess := &store.Session{
+		ID:         id,
+		User:       name,
+		State:      store.StateOneFactor,
+		Created:    now,
+		LastSeen:   now,
+		Expires:    now.Add(s.cfg.SessionLifetime),
+		Idle:       s.cfg.SessionIdle,
+		Credential: u.Credential,
+		IP:         c.ip(),
+		UserAgent:  truncate(c.UserAgent, 256),
+	}
+	if err := s.store.PutSession(ctx, sess); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	s.audit.Info("signed in", zap.String("user", name), zap.String("ip", c.ip()),
+		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"),
+		zap.String("level", sess.State.String()))
+	return &SignInResult{Token: token, Session: sess, User: u}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// verify runs a password hash within the concurrency bound.
+func (s *Service) verify(ctx context.Context, hash, password string) (bool, error) {
+	if s.queued.Add(1) > int64(s.cfg.MaxQueuedHashes+s.cfg.MaxConcurrentHashes) {
+		s.queued.Add(-1)
+		return false, ErrBusy
+	}
+	defer s.queued.Add(-1)
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-ctx.Done():
+		return false, ErrBusy
+	}
+	defer func() { <-s.hashSlots }()
+	return users.Verify(hash, password)
+}
+
+func (s *Service) bannedUntil(ctx context.Context, key string, now time.Time) (time.Time, error) {
+	v, err := s.store.Get(ctx, "ban:"+key, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	ns, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		// An unreadable ban record is a ban (deny on doubt) for its TTL.
+		return now.Add(s.cfg.Regulation.BanTime), nil
+	}
+	until := time.Unix(0, ns)
+	if !until.After(now) {
+		return time.Time{}, nil
+	}
+	return until, nil
+}
+
+func (s *Service) recordFailure(ctx context.Context, now time.Time, keys ...string) error {
+	r := s.cfg.Regulation
+	for _, k := range keys {
+		n, _, err := s.store.Incr(ctx, "fail:"+k, r.FindTime, now)
+		if err != nil {
+			return err
+		}
+		if n >= int64(r.MaxRetries) {
+			until := now.Add(r.BanTime)
+			if err := s.store.Put(ctx, "ban:"+k, []byte(strconv.FormatInt(until.UnixNano(), 10)), r.BanTime, now); err != nil {
+				return err
+			}
+			if err := s.store.Delete(ctx, "fail:"+k); err != nil {
+				return err
+			}
+			s.audit.Warn("regulation ban", zap.String("key", k), zap.Time("until", until))
+		}
+	}
+	return nil
+}
+
+// newToken returns a 256-bit random token and its session id.
+func (s *Service) newToken() (token, id string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", err
+	}
+	token = base64.RawURLEncoding.EncodeToString(b[:])
+	return token, s.sessionID(b[:]), nil
+}
+
+// sessionID is the keyed hash of the raw token bytes, hex-encoded.
+func (s *Service) sessionID(raw []byte) string {
+	m := s.macPool.Get().(hash.Hash)
+	m.Reset()
+	m.Write(raw)
+	var sum [sha256.Size]byte
+	out := m.Sum(sum[:0])
+	s.macPool.Put(m)
+	return hex.EncodeToString(out)
+}
+
+// tokenID decodes a cookie token and returns its session id; ok is false for
+// anything that is not a well-formed token.
+func (s *Service) tokenID(token string) (string, bool) {
+	if len(token) != 43 {
+		return "", false
+	}
+	var raw [32]byte
+	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(token))
+	if err != nil || n != 32 {
+		return "", false
+	}
+	return s.sessionID(raw[:]), true
+}
+
+// Resolved is a live session with its user as the users file says now.
+type Resolved struct {
+	Session *store.Session
+	User    *users.User
+}
+
+// Subject turns a resolved session (or nil) into what policy decides on.
+func (r *Resolved) Subject() policy.Subject {
+	if r == nil || r.Session == nil || r.User == nil {
+		return policy.Subject{State: policy.Stranger}
+	}
+	sub := policy.Subject{
+		User:             r.User.Name,
+		Groups:           r.User.Groups,
+		SecondFactorAt:   r.Session.SecondFactorAt,
+		ViaTrustedDevice: r.Session.Device != "",
+	}
+	switch r.Session.State {
+	case store.StateSecondFactor:
+		sub.State = policy.HalfSignedIn
+	case store.StateEnrollment:
+		sub.State = policy.Enrolling
+	case store.StateOneFactor:
+		sub.State = policy.SignedInOneFactor
+	case store.StateTwoFactor:
+		sub.State = policy.SignedInTwoFactor
+	default:
+		sub.State = policy.Stranger
+	}
+	return sub
+}
+
+// Resolve finds the live session for a cookie token. ErrNoSession when there
+// is none (bad token, expired, user gone or disabled, password changed);
+// *UnavailableError when the store fails.
+func (s *Service) Resolve(ctx context.Context, token string) (*Resolved, error) {
+	id, ok := s.tokenID(token)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	now := s.now()
+	sess, err := s.store.GetSession(ctx, id, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	u, known := s.users.DB().Lookup(sess.User)
+	if !known || u.Disabled || !hmac.Equal([]byte(u.Credential), []byte(sess.Credential)) {
+		// The account changed under the session: end it.
+		if err := s.store.DeleteSession(ctx, id); err != nil {
+			return nil, &UnavailableError{err}
+		}
+		return nil, ErrNoSession
+	}
+	if now.Sub(sess.LastSeen) >= TouchInterval {
+		if err := s.store.TouchSession(ctx, id, now); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, ErrNoSession
+			}
+			return nil, &UnavailableError{err}
+		}
+		sess.LastSeen = now
+	}
+	return &Resolved{Session: sess, User: u}, nil
+}
+
+// SignOut ends the session of token (a missing one is not an error).
+func (s *Service) SignOut(ctx context.Context, token string, c Client) error {
+	id, ok := s.tokenID(token)
+	if !ok {
+		return nil
+	}
+	sess, err := s.store.GetSession(ctx, id, s.now())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return &UnavailableError{err}
+	}
+	if err := s.store.DeleteSession(ctx, id); err != nil {
+		return &UnavailableError{err}
+	}
+	if sess != nil {
+		s.audit.Info("signed out", zap.String("user", sess.User), zap.String("ip", c.ip()),
+			zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	}
+	return nil
+}
+
+// CSRFToken returns the form token bound to a browser's CSRF cookie value.
+func (s *Service) CSRFToken(cookie string) string {
+	m := hmac.New(sha256.New, s.csrfKey)
+	m.Write([]byte(cookie))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// CheckCSRF reports whether token matches the CSRF cookie (constant time).
+func (s *Service) CheckCSRF(cookie, token string) bool {
+	if len(cookie) < 32 || token == "" {
+		return false
+	}
+	return hmac.Equal([]byte(s.CSRFToken(cookie)), []byte(token))
+}
+
+// NewRandom returns n random bytes, base64url-encoded (CSRF cookies and the like).
+func NewRandom(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}

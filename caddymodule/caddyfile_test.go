@@ -1,0 +1,122 @@
+package caddymodule
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden adapt files")
+
+// Golden Caddyfile → JSON tests: testdata/adapt/*.caddyfiletest hold the
+// Caddyfile, a line of dashes, and the JSON it must adapt to.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, err := filepath.Glob("testdata/adapt/*.caddyfiletest")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, name := range files {
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.SplitN(string(data), "----------\n", 2)
+			if len(parts) != 2 {
+				t.Fatalf("%s: want the Caddyfile, a line of dashes, then the JSON", name)
+			}
+			if *updateGolden {
+				out, err := adaptJSON(parts[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(name, []byte(parts[0]+"----------\n"+out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !caddytest.CompareAdapt(t, name, parts[0], "caddyfile", strings.TrimSpace(parts[1])) {
+				t.Fatalf("%s: adapted JSON differs (see the diff above)", name)
+			}
+		})
+	}
+}
+
+// Bad values are refused with a message that names the line and the problem.
+func TestCaddyfileErrors(t *testing.T) {
+	global := func(body string) string {
+		return "{\n\ttwostep {\n\t\tusers_file users.yml\n" + body + "\n\t}\n}\n"
+	}
+	site := func(body string) string {
+		return "{\n\ttwostep {\n\t\tusers_file users.yml\n\t}\n}\n\nexample.com {\n\ttwostep {\n" + body + "\n\t}\n}\n"
+	}
+	cases := []struct {
+		name, in, want string
+	}{
+		{"unknown global option", global("\t\tfrobnicate on"), `unknown twostep option "frobnicate", at Caddyfile:4`},
+		{"later option", global("\t\tdev_outbox"), `twostep option "dev_outbox" is not available in this version`},
+		{"short secret", global("\t\tsecret short"), "secret is 5 bytes long; it must be at least 32"},
+		{"bad duration", global("\t\tsession {\n\t\t\tidle soon\n\t\t}"), `idle "soon": not a duration (e.g. 30m, 12h, 7d), at Caddyfile:5`},
+		{"unknown session option", global("\t\tsession {\n\t\t\tforever 1\n\t\t}"), `session: unknown option "forever"`},
+		{"bad max_retries", global("\t\tregulation {\n\t\t\tmax_retries lots\n\t\t}"), `max_retries "lots": want a whole number`},
+		{"store type", global("\t\tstore sqlite"), `store "sqlite": want bolt`},
+		{"two_step value", global("\t\ttwo_step sometimes"), `two_step "sometimes": want optional or required`},
+		{"missing value", global("\t\tusers_file"), "users_file: missing value"},
+		{"extra value", global("\t\tcookie_domain a.com b.com"), `cookie_domain: takes one value, got another: "b.com"`},
+		{"bad cookie domain", global("\t\tcookie_domain .example.com"), "must be a bare domain name"},
+		{"unknown level", site("\t\trule maybe path /x"), `rule 1: unknown level "maybe" (want bypass, one_factor, two_factor or deny), at Caddyfile:9`},
+		{"unknown matcher", site("\t\trule bypass paths /x"), `rule 1: unknown matcher "paths"`},
+		{"matcher without value", site("\t\trule bypass path"), "rule 1: path needs a value"},
+		{"relative path", site("\t\trule bypass path health"), `rule 1: path "health" must start with /`},
+		{"bad network", site("\t\trule deny network 10.0.0.0/33"), `rule 1: network "10.0.0.0/33"`},
+		{"bad regexp", site("\t\trule deny path_regexp ("), "rule 1"},
+		{"max_age on one_factor", site("\t\trule one_factor path /x max_age 5m"), "max_age and no_trusted_device apply only to two_factor rules"},
+		{"bad max_age", site("\t\trule two_factor path /x max_age never"), `rule 1: max_age "never"`},
+		{"unknown subdirective", site("\t\tallow all"), `unknown twostep subdirective "allow"`},
+		{"bad default", site("\t\tdefault open"), `default: unknown level "open"`},
+		{"bad header", site("\t\theader X-User"), `header "X-User": want Remote-User`},
+		{"bad portal", site("\t\tportal auth.example.com"), "portal \"auth.example.com\" must be an absolute http(s) URL"},
+		{"second rule is numbered", site("\t\trule bypass path /a\n\t\trule deny method"), "rule 2: method needs a value"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := adaptJSON(tc.in)
+			if err == nil {
+				t.Fatalf("adapted without error:\n%s", tc.in)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func adaptJSON(in string) (string, error) {
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfileServerType()}
+	out, _, err := adapter.Adapt([]byte(in), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		return "", err
+	}
+	return prettyJSON(out)
+}
+
+// FuzzCaddyfile: no input panics the parsers; an error never comes with a
+// partial result.
+func FuzzCaddyfile(f *testing.F) {
+	f.Add("{\n\ttwostep {\n\t\tusers_file u.yml\n\t\tsession {\n\t\t\tidle 5m\n\t\t}\n\t}\n}\nexample.com {\n\ttwostep {\n\t\trule bypass path /x\n\t}\n}\n")
+	f.Add("example.com {\n\ttwostep {\n\t\trule two_factor path /a/* group g max_age 5m no_trusted_device\n\t\tdefault deny\n\t}\n}\n")
+	f.Add("{\n\ttwostep {\n\t\tregulation {\n\t\t\tmax_retries 3\n\t\t}\n\t}\n}\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, in string) {
+		adapter := caddyfile.Adapter{ServerType: httpcaddyfileServerType()}
+		out, _, err := adapter.Adapt([]byte(in), map[string]any{"filename": "Caddyfile"})
+		if err != nil && len(out) != 0 {
+			t.Fatalf("error %v with output %s", err, out)
+		}
+	})
+}

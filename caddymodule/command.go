@@ -1,0 +1,263 @@
+package caddymodule
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/twostep-auth/twostep/internal/users"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "twostep",
+		Usage: "<hash-password|user> ...",
+		Short: "Manages twostep: password hashes and the users file",
+		Long: `
+Manages twostep from the shell.
+
+  caddy twostep hash-password [--plaintext P] [--algorithm argon2id|bcrypt]
+  caddy twostep user list
+  caddy twostep user add <name> [--email E] [--name "Display Name"] [--group G]... [--phone +1555...]
+  caddy twostep user passwd <name>
+  caddy twostep user disable <name> [--enable]
+
+The user commands edit the users file named by the twostep global option
+of --config (default ./Caddyfile), or the one given with --users-file.
+Passwords are read from the terminal without echo, or from stdin.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(hashPasswordCmd(), userCmd())
+		},
+	})
+}
+
+func hashPasswordCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "hash-password",
+		Short: "Hashes a password for the users file (argon2id by default)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			plain, _ := cmd.Flags().GetString("plaintext")
+			algo, _ := cmd.Flags().GetString("algorithm")
+			if algo != "argon2id" && algo != "bcrypt" {
+				return fmt.Errorf("--algorithm %q: want argon2id or bcrypt", algo)
+			}
+			if plain == "" {
+				var err error
+				if plain, err = readPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), true); err != nil {
+					return err
+				}
+			}
+			h, err := users.Hash(plain, users.Algorithm(algo))
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), h)
+			return err
+		},
+	}
+	c.Flags().StringP("plaintext", "p", "", "the password (read from the terminal or stdin when omitted)")
+	c.Flags().StringP("algorithm", "a", "argon2id", "argon2id or bcrypt")
+	return c
+}
+
+// readPassword reads a password from the terminal (twice, without echo)
+// or one line from stdin.
+func readPassword(in io.Reader, out io.Writer, confirm bool) (string, error) {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(out, "Password: ")
+		a, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(out)
+		if err != nil {
+			return "", err
+		}
+		if confirm {
+			fmt.Fprint(out, "Again: ")
+			b, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(out)
+			if err != nil {
+				return "", err
+			}
+			if string(a) != string(b) {
+				return "", errors.New("the passwords do not match")
+			}
+		}
+		if len(a) == 0 {
+			return "", errors.New("empty password")
+		}
+		return string(a), nil
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty password on stdin")
+	}
+	return line, nil
+}
+
+// usersFilePath finds the users file: --users-file, or users_file in the
+// twostep global option of --config.
+func usersFilePath(cmd *cobra.Command) (string, error) {
+	if p, _ := cmd.Flags().GetString("users-file"); p != "" {
+		return p, nil
+	}
+	cfgPath, _ := cmd.Flags().GetString("config")
+	adapterName, _ := cmd.Flags().GetString("adapter")
+	body, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return "", fmt.Errorf("reading %s (or give --users-file): %w", cfgPath, err)
+	}
+	adapter := caddyconfig.GetAdapter(adapterName)
+	if adapter == nil {
+		return "", fmt.Errorf("unknown config adapter %q", adapterName)
+	}
+	js, _, err := adapter.Adapt(body, map[string]any{"filename": cfgPath})
+	if err != nil {
+		return "", fmt.Errorf("adapting %s: %w", cfgPath, err)
+	}
+	var cfg struct {
+		Apps struct {
+			Twostep struct {
+				UsersFile string `json:"users_file"`
+			} `json:"twostep"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(js, &cfg); err != nil {
+		return "", err
+	}
+	if cfg.Apps.Twostep.UsersFile == "" {
+		return "", fmt.Errorf("%s has no twostep users_file (or give --users-file)", cfgPath)
+	}
+	return cfg.Apps.Twostep.UsersFile, nil
+}
+
+func userCmd() *cobra.Command {
+	c := &cobra.Command{Use: "user", Short: "Lists and edits users in the users file"}
+	c.PersistentFlags().String("config", "Caddyfile", "the Caddyfile whose twostep users_file to edit")
+	c.PersistentFlags().String("adapter", "caddyfile", "the config adapter of --config")
+	c.PersistentFlags().String("users-file", "", "the users file (instead of reading --config)")
+
+	list := &cobra.Command{
+		Use: "list", Short: "Lists users", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := usersFilePath(cmd)
+			if err != nil {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			db, err := users.Parse(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "USER\tNAME\tEMAIL\tGROUPS\tSTATUS")
+			for _, u := range db.Users() {
+				status := "active"
+				if u.Disabled {
+					status = "disabled"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.DisplayName, u.Email, strings.Join(u.Groups, ","), status)
+			}
+			return tw.Flush()
+		},
+	}
+
+	add := &cobra.Command{
+		Use: "add <name>", Short: "Adds a user (asks for the password)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := usersFilePath(cmd)
+			if err != nil {
+				return err
+			}
+			pw, _ := cmd.Flags().GetString("password")
+			if pw == "" {
+				if pw, err = readPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), true); err != nil {
+					return err
+				}
+			}
+			h, err := users.Hash(pw, users.Algorithm("argon2id"))
+			if err != nil {
+				return err
+			}
+			nu := users.NewUser{Name: args[0], Hash: h}
+			nu.DisplayName, _ = cmd.Flags().GetString("name")
+			nu.Email, _ = cmd.Flags().GetString("email")
+			nu.Phone, _ = cmd.Flags().GetString("phone")
+			nu.Groups, _ = cmd.Flags().GetStringSlice("group")
+			if err := users.AddUser(path, nu); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s to %s\n", args[0], path)
+			return nil
+		},
+	}
+	add.Flags().String("name", "", "display name")
+	add.Flags().String("email", "", "email address")
+	add.Flags().String("phone", "", "phone number in E.164 form, e.g. +15551234567")
+	add.Flags().StringSlice("group", nil, "group (repeat or comma-separate)")
+	add.Flags().String("password", "", "the password (prefer the prompt or stdin: flags show in process lists)")
+
+	passwd := &cobra.Command{
+		Use: "passwd <name>", Short: "Sets a user's password (this ends their sessions)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := usersFilePath(cmd)
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(cmd.InOrStdin(), cmd.ErrOrStderr(), true)
+			if err != nil {
+				return err
+			}
+			h, err := users.Hash(pw, users.Algorithm("argon2id"))
+			if err != nil {
+				return err
+			}
+			if err := users.SetPassword(path, args[0], h); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed in %s\n", args[0], path)
+			return nil
+		},
+	}
+
+	disable := &cobra.Command{
+		Use: "disable <name>", Short: "Disables a user (or enables with --enable)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := usersFilePath(cmd)
+			if err != nil {
+				return err
+			}
+			enable, _ := cmd.Flags().GetBool("enable")
+			if err := users.SetDisabled(path, args[0], !enable); err != nil {
+				return err
+			}
+			state := "disabled"
+			if enable {
+				state = "enabled"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s in %s\n", args[0], state, path)
+			return nil
+		},
+	}
+	disable.Flags().Bool("enable", false, "enable the user again")
+
+	c.AddCommand(list, add, passwd, disable)
+	return c
+}

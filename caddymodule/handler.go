@@ -1,0 +1,382 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/policy"
+	"github.com/twostep-auth/twostep/recoveryui"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler protects the routes of a site: it strips client-sent identity
+// headers, serves the portal under /.twostep/, decides each request with
+// the site's rules and the caller's session, and passes allowed requests on
+// with Remote-* headers and {http.auth.user.*} placeholders.
+type Handler struct {
+	// Rules are matched top to bottom; the first match wins.
+	Rules []RuleConfig `json:"rules,omitempty"`
+
+	// Default is the level when no rule matches: bypass, one_factor,
+	// two_factor (default) or deny.
+	Default string `json:"default,omitempty"`
+
+	// Headers lists the identity headers set on allowed requests, among
+	// Remote-User, Remote-Groups, Remote-Email, Remote-Name. Default: all.
+	Headers []string `json:"headers,omitempty"`
+
+	// Portal is the absolute URL of the site that serves the sign-in pages
+	// (sidecar, single sign-on). Default: this site.
+	Portal string `json:"portal,omitempty"`
+
+	// CaseInsensitivePaths folds path case before matching, for upstreams
+	// that ignore it (IIS and the like).
+	CaseInsensitivePaths bool `json:"case_insensitive_paths,omitempty"`
+
+	app     *App
+	policy  *policy.Policy
+	portal  *recoveryui.Portal
+	portalU *url.URL
+	set     headerSet
+	logger  *zap.Logger
+}
+
+// RuleConfig is one `rule` line.
+type RuleConfig struct {
+	// Level is bypass, one_factor, two_factor or deny.
+	Level string `json:"level"`
+	// Host matches the request host (case-insensitive, without port).
+	Host []string `json:"host,omitempty"`
+	// Path matches the canonical path: a trailing `*` is a prefix.
+	Path []string `json:"path,omitempty"`
+	// PathRegexp matches the canonical path with a regular expression.
+	PathRegexp []string `json:"path_regexp,omitempty"`
+	// Method matches the request method.
+	Method []string `json:"method,omitempty"`
+	// Network matches the client address (CIDR), as trusted_proxies resolves it.
+	Network []string `json:"network,omitempty"`
+	// Group requires membership of one of these groups.
+	Group []string `json:"group,omitempty"`
+	// User requires one of these users.
+	User []string `json:"user,omitempty"`
+	// MaxAge requires the second factor within this duration (step-up).
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// NoTrustedDevice refuses a trusted device in place of the second factor.
+	NoTrustedDevice bool `json:"no_trusted_device,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.twostep",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision compiles the rules and connects to the twostep app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	pol, err := h.compile()
+	if err != nil {
+		return err
+	}
+	h.policy = pol
+	set, err := newHeaderSet(h.Headers)
+	if err != nil {
+		return err
+	}
+	h.set = set
+	if h.Portal != "" {
+		u, err := parsePortal(h.Portal)
+		if err != nil {
+			return err
+		}
+		h.portalU = u
+	}
+	appIface, err := ctx.App("twostep")
+	if err != nil {
+		return fmt.Errorf("twostep: %w", err)
+	}
+	h.app = appIface.(*App)
+	h.portal = &recoveryui.Portal{
+		SiteName:     h.app.SiteName,
+		CookieDomain: h.app.CookieDomain,
+		Env:          requestEnv,
+		Log:          h.logger.Named("portal"),
+	}
+	return nil
+}
+
+func parsePortal(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("twostep: portal %q must be an absolute http(s) URL with no path, e.g. https://auth.example.com", raw)
+	}
+	u.Path = ""
+	return u, nil
+}
+
+func (h *Handler) compile() (*policy.Policy, error) {
+	def := policy.TwoFactor
+	if h.Default != "" {
+		l, ok := policy.ParseLevel(h.Default)
+		if !ok {
+			return nil, fmt.Errorf("twostep: default: unknown level %q (want bypass, one_factor, two_factor or deny)", h.Default)
+		}
+		def = l
+	}
+	rules := make([]policy.Rule, 0, len(h.Rules))
+	for i, rc := range h.Rules {
+		l, ok := policy.ParseLevel(rc.Level)
+		if !ok {
+			return nil, fmt.Errorf("twostep: rule %d: unknown level %q (want bypass, one_factor, two_factor or deny)", i+1, rc.Level)
+		}
+		r := policy.Rule{
+			Level: l, Hosts: rc.Host, Paths: rc.Path, PathRegexps: rc.PathRegexp, Methods: rc.Method,
+			Groups: rc.Group, Users: rc.User, MaxAge: time.Duration(rc.MaxAge), NoTrustedDevice: rc.NoTrustedDevice,
+		}
+		for _, n := range rc.Network {
+			p, err := parseNetwork(n)
+			if err != nil {
+				return nil, fmt.Errorf("twostep: rule %d: network %q: %v", i+1, n, err)
+			}
+			r.Networks = append(r.Networks, p)
+		}
+		rules = append(rules, r)
+	}
+	p, err := policy.Compile(rules, def, h.CaseInsensitivePaths)
+	if err != nil {
+		return nil, fmt.Errorf("twostep: %w", err)
+	}
+	return p, nil
+}
+
+// parseNetwork reads a CIDR or a single address.
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, errors.New("not a CIDR network")
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, errors.New("not an IP address or CIDR network")
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// requestEnv reads what Caddy knows about a request: TLS (or a trusted
+// proxy's X-Forwarded-Proto) and the client IP as trusted_proxies resolves it.
+func requestEnv(r *http.Request) recoveryui.Env {
+	return recoveryui.Env{Secure: isSecure(r), Client: account.Client{IP: clientIP(r), UserAgent: r.UserAgent()}}
+}
+
+func isSecure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	return trustedProxy(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+func trustedProxy(r *http.Request) bool {
+	t, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	return t
+}
+
+func clientIP(r *http.Request) netip.Addr {
+	if s, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.Unmap()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+const verifyPath = recoveryui.Prefix + "api/verify"
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Strip before anything else reads identity headers: every route,
+	// bypass and portal included.
+	h.set.strip(r.Header)
+
+	canon, err := policy.CanonicalPath(r.URL.EscapedPath(), h.CaseInsensitivePaths)
+	if err != nil {
+		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
+		return nil
+	}
+	if strings.HasPrefix(canon, recoveryui.Prefix) || canon == "/.twostep" {
+		return h.servePortal(w, r, canon)
+	}
+
+	req := policy.Request{Host: policy.CanonicalHost(r.Host), Path: canon, Method: r.Method, ClientIP: clientIP(r)}
+	rule := h.policy.Match(&req)
+	switch rule.Level {
+	case policy.Bypass:
+		return next.ServeHTTP(w, r)
+	case policy.Deny:
+		h.deny(w, r)
+		return nil
+	}
+	svc := h.app.Service()
+	if svc == nil {
+		h.unavailable(w, r, errors.New("twostep app is not running"))
+		return nil
+	}
+	res, err := h.resolve(r, svc, isSecure(r))
+	if err != nil {
+		h.unavailable(w, r, err)
+		return nil
+	}
+	sub := res.Subject()
+	switch policy.Decide(rule, &sub, svc.Now()) {
+	case policy.Allow:
+		h.allow(w, r, res)
+		return next.ServeHTTP(w, r)
+	case policy.Forbid:
+		h.deny(w, r)
+	case policy.SignIn:
+		h.signIn(w, r, "unauthenticated", "login", h.returnURL(r, false))
+	case policy.SecondFactor:
+		h.signIn(w, r, "second_factor_required", "challenge", h.returnURL(r, false))
+	case policy.Enroll:
+		h.signIn(w, r, "enrollment_required", "settings?enroll=1", "")
+	default:
+		h.deny(w, r)
+	}
+	return nil
+}
+
+// resolve returns the caller's session (nil for a stranger); an error only
+// when the store failed.
+func (h *Handler) resolve(r *http.Request, svc *account.Service, secure bool) (*account.Resolved, error) {
+	tok := h.portal.SessionToken(r, secure)
+	if tok == "" {
+		return nil, nil
+	}
+	res, err := svc.Resolve(r.Context(), tok)
+	if errors.Is(err, account.ErrNoSession) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// allow sets the identity headers and placeholders from the session.
+func (h *Handler) allow(w http.ResponseWriter, r *http.Request, res *account.Resolved) {
+	if res == nil {
+		return
+	}
+	u := res.User
+	groups := strings.Join(u.Groups, ",")
+	h.set.apply(r.Header, u.Name, groups, u.Email, u.DisplayName)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", u.Name)
+		repl.Set("http.auth.user.groups", groups)
+		repl.Set("http.auth.user.email", u.Email)
+		repl.Set("http.auth.user.name", u.DisplayName)
+	}
+}
+
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request) {
+	h.portal.RenderError(w, r, http.StatusForbidden, "forbidden", "You do not have access to this page.")
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.logger.Error("denying request: store unavailable", zap.Error(err))
+	h.portal.RenderError(w, r, http.StatusServiceUnavailable, "unavailable", "The sign-in service is unavailable right now. Try again shortly.")
+}
+
+// signIn sends a browser to a portal page (302) and answers others 401.
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, code, page, ret string) {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		recoveryui.WriteError(w, http.StatusUnauthorized, code, unauthorizedText(code))
+		return
+	}
+	loc := recoveryui.Prefix + page
+	if h.portalU != nil {
+		loc = h.portalU.String() + loc
+	}
+	if ret != "" {
+		sep := "?"
+		if strings.Contains(loc, "?") {
+			sep = "&"
+		}
+		loc += sep + "return=" + url.QueryEscape(ret)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, loc, http.StatusFound)
+}
+
+func unauthorizedText(code string) string {
+	switch code {
+	case "second_factor_required":
+		return "Enter your verification code first."
+	case "enrollment_required":
+		return "Turn on two-step verification to reach this page."
+	}
+	return "Sign in first."
+}
+
+// returnURL is where to come back after signing in: the request's own
+// relative URL, or an absolute one when the portal lives elsewhere.
+func (h *Handler) returnURL(r *http.Request, forwarded bool) string {
+	rel := r.URL.RequestURI()
+	if h.portalU == nil && !forwarded {
+		return rel
+	}
+	scheme := "http"
+	if isSecure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + rel
+}
+
+// servePortal serves /.twostep/ (and the sidecar endpoint).
+func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request, canon string) error {
+	if canon == verifyPath {
+		h.verify(w, r)
+		return nil
+	}
+	svc := h.app.Service()
+	if svc == nil {
+		h.unavailable(w, r, errors.New("twostep app is not running"))
+		return nil
+	}
+	p := *h.portal
+	p.Account = svc
+	r2 := r
+	if r.URL.Path != canon {
+		r2 = r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = canon, ""
+	}
+	p.ServeHTTP(w, r2)
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

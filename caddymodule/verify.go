@@ -1,0 +1,142 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/twostep-auth/twostep/policy"
+	"github.com/twostep-auth/twostep/recoveryui"
+)
+
+// original is the request a proxy asks the sidecar about.
+type original struct {
+	method string
+	scheme string
+	host   string
+	uri    string // path and query, as sent
+	path   string // escaped path
+}
+
+// errForwarded means the forwarded-request headers are absent, malformed or
+// from a peer that is not a trusted proxy.
+var errForwarded = errors.New("the original request is not described by a trusted proxy")
+
+// forwardedOriginal reads the original request from X-Forwarded-* (Caddy
+// forward_auth, Traefik forwardAuth) or X-Original-URL (nginx
+// auth_request), only when the peer is in trusted_proxies.
+func forwardedOriginal(r *http.Request) (original, error) {
+	if !trustedProxy(r) {
+		return original{}, errForwarded
+	}
+	o := original{method: r.Header.Get("X-Forwarded-Method")}
+	if o.method == "" {
+		o.method = r.Header.Get("X-Original-Method")
+	}
+	if raw := r.Header.Get("X-Original-URL"); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			return original{}, errForwarded
+		}
+		o.scheme, o.host, o.uri = u.Scheme, u.Host, u.RequestURI()
+	} else {
+		o.scheme = strings.ToLower(r.Header.Get("X-Forwarded-Proto"))
+		o.host = r.Header.Get("X-Forwarded-Host")
+		o.uri = r.Header.Get("X-Forwarded-Uri")
+		if o.scheme != "http" && o.scheme != "https" {
+			return original{}, errForwarded
+		}
+	}
+	if o.method == "" {
+		o.method = http.MethodGet
+	}
+	if o.host == "" || strings.ContainsAny(o.host, "/\\@ \t\r\n") || !strings.HasPrefix(o.uri, "/") ||
+		strings.ContainsAny(o.uri, " \t\r\n#") || strings.ContainsAny(o.method, " \t\r\n/") {
+		return original{}, errForwarded
+	}
+	o.path, _, _ = strings.Cut(o.uri, "?")
+	return o, nil
+}
+
+// verify answers GET /.twostep/api/verify (SPEC §6).
+func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		recoveryui.WriteError(w, http.StatusMethodNotAllowed, "invalid_request", "Use GET.")
+		return
+	}
+	o, err := forwardedOriginal(r)
+	if err != nil {
+		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error()+".")
+		return
+	}
+	canon, err := policy.CanonicalPath(o.path, h.CaseInsensitivePaths)
+	if err != nil {
+		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
+		return
+	}
+	req := policy.Request{Host: policy.CanonicalHost(o.host), Path: canon, Method: strings.ToUpper(o.method), ClientIP: clientIP(r)}
+	rule := h.policy.Match(&req)
+	switch rule.Level {
+	case policy.Bypass:
+		w.WriteHeader(http.StatusOK)
+		return
+	case policy.Deny:
+		recoveryui.WriteError(w, http.StatusForbidden, "forbidden", "You do not have access to this page.")
+		return
+	}
+	svc := h.app.Service()
+	if svc == nil {
+		h.unavailable(w, r, errors.New("twostep app is not running"))
+		return
+	}
+	res, err := h.resolve(r, svc, o.scheme == "https")
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	sub := res.Subject()
+	ret := o.scheme + "://" + o.host + o.uri
+	switch policy.Decide(rule, &sub, svc.Now()) {
+	case policy.Allow:
+		u := res.User
+		h.set.apply(w.Header(), u.Name, strings.Join(u.Groups, ","), u.Email, u.DisplayName)
+		w.WriteHeader(http.StatusOK)
+	case policy.SignIn:
+		h.sidecarSignIn(w, r, "unauthenticated", "login", ret)
+	case policy.SecondFactor:
+		h.sidecarSignIn(w, r, "second_factor_required", "challenge", ret)
+	case policy.Enroll:
+		h.sidecarSignIn(w, r, "enrollment_required", "settings?enroll=1", "")
+	default:
+		recoveryui.WriteError(w, http.StatusForbidden, "forbidden", "You do not have access to this page.")
+	}
+}
+
+// sidecarSignIn: browsers go to the portal (absolute URL), others get 401.
+func (h *Handler) sidecarSignIn(w http.ResponseWriter, r *http.Request, code, page, ret string) {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		recoveryui.WriteError(w, http.StatusUnauthorized, code, unauthorizedText(code))
+		return
+	}
+	base := h.portalU
+	if base == nil {
+		scheme := "http"
+		if isSecure(r) {
+			scheme = "https"
+		}
+		base = &url.URL{Scheme: scheme, Host: r.Host}
+	}
+	loc := base.String() + recoveryui.Prefix + page
+	if ret != "" {
+		sep := "?"
+		if strings.Contains(loc, "?") {
+			sep = "&"
+		}
+		loc += sep + "return=" + url.QueryEscape(ret)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", loc)
+	w.WriteHeader(http.StatusFound)
+}

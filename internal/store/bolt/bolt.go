@@ -1,0 +1,214 @@
+// Package bolt is the embedded store backend: one bbolt file per node.
+//
+// Layout (all buckets at the top level of the file):
+//
+//	meta           "version" → format version (1 byte)
+//	sessions       id → encoded store.Session (see codec.go)
+//	user_sessions  user + 0x00 + id → empty (per-user index)
+//	kv             key → 8-byte big-endian expiry (unix nanos, 0 = none) + value
+//	expiry         8-byte big-endian expiry + kind byte + key → empty
+//
+// The expiry index holds one entry for every record that can expire (every
+// session, at its ExpiresAt, and every key with a TTL or counter window), so
+// Sweep finds expired records with a cursor scan from the start of the index
+// up to now instead of reading every record. Every write updates the records
+// and both indexes in the same transaction.
+//
+// A bbolt file can be open only once at a time (it takes a file lock): a
+// second Open of the same path waits at most Options.Timeout and then fails.
+// Share one *DB between users of the same file.
+package bolt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/twostep-auth/twostep/internal/store"
+)
+
+const (
+	// MaxKeyLen is the longest key (and session ID or user name) accepted,
+	// in bytes.
+	MaxKeyLen = 1024
+	// MaxValueLen is the largest value (or encoded session) accepted, in
+	// bytes.
+	MaxValueLen = 16 << 20
+	// DefaultTimeout is how long Open waits for the file lock when
+	// Options.Timeout is zero.
+	DefaultTimeout = time.Second
+	// DefaultSweepBatch is how many expired records Sweep deletes per write
+	// transaction.
+	DefaultSweepBatch = 10000
+
+	formatVersion = 1
+)
+
+// ErrInvalid is wrapped by the errors returned for records or arguments that
+// cannot be stored (empty ID or user, invalid state, oversized key, ...).
+var ErrInvalid = errors.New("bolt: invalid argument")
+
+// ErrCorrupt is wrapped by the errors returned when a stored record cannot be
+// decoded. Such a record is never returned as valid.
+var ErrCorrupt = errors.New("bolt: corrupt record")
+
+var (
+	bucketMeta         = []byte("meta")
+	bucketSessions     = []byte("sessions")
+	bucketUserSessions = []byte("user_sessions")
+	bucketKV           = []byte("kv")
+	bucketExpiry       = []byte("expiry")
+
+	keyVersion = []byte("version")
+)
+
+// Options configures Open.
+type Options struct {
+	// Timeout is how long Open waits for the file lock held by another open
+	// of the same file (another process, or a *DB in this process that was
+	// not closed). Zero or negative means DefaultTimeout. Open never waits
+	// forever.
+	Timeout time.Duration
+	// NoSync skips fsync after each commit. Only for tests: a crash can lose
+	// or corrupt data.
+	NoSync bool
+}
+
+// DB is a store.Store on a bbolt file. It is safe for concurrent use.
+type DB struct {
+	bdb  *bbolt.DB
+	path string
+
+	closed atomic.Bool
+	mu     sync.Mutex // orders StartSweeper's wg.Add against Close
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	sweepBatch int
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the store file at path. Missing parent
+// directories are created with mode 0700 and a new file with mode 0600. If
+// the file is locked by another open, Open fails after opts.Timeout.
+func Open(path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, fmt.Errorf("bolt: open: empty path: %w", ErrInvalid)
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:      timeout,
+		NoSync:       opts.NoSync,
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("bolt: open %s: file is locked by another open of the same file (another process, or a store in this process that was not closed); gave up after %s: %w", path, timeout, err)
+		}
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	err = bdb.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			if err := meta.Put(keyVersion, []byte{formatVersion}); err != nil {
+				return err
+			}
+		case len(v) != 1 || v[0] != formatVersion:
+			return fmt.Errorf("unsupported store format version %v (this build reads %d)", v, formatVersion)
+		}
+		for _, name := range [][]byte{bucketSessions, bucketUserSessions, bucketKV, bucketExpiry} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &DB{bdb: bdb, path: path, done: make(chan struct{}), sweepBatch: DefaultSweepBatch}, nil
+}
+
+// Path returns the file the store was opened on.
+func (db *DB) Path() string { return db.path }
+
+// Close stops the sweepers, waits for them and for running transactions, and
+// closes the file. Later calls to any method return store.ErrClosed; Close
+// itself may be called again and then returns nil.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed.Load() {
+		db.mu.Unlock()
+		return nil
+	}
+	db.closed.Store(true)
+	close(db.done)
+	db.mu.Unlock()
+	db.wg.Wait()
+	if err := db.bdb.Close(); err != nil {
+		return fmt.Errorf("bolt: close %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Ping runs a read transaction.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.check(ctx); err != nil {
+		return err
+	}
+	return db.view(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketSessions) == nil {
+			return fmt.Errorf("bolt: ping %s: sessions bucket missing", db.path)
+		}
+		return nil
+	})
+}
+
+// check is the prelude of every method: closed store or finished context.
+func (db *DB) check(ctx context.Context) error {
+	if db.closed.Load() {
+		return store.ErrClosed
+	}
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// view runs fn in a read transaction, mapping bbolt's closed error.
+func (db *DB) view(fn func(*bbolt.Tx) error) error {
+	return mapErr(db.bdb.View(fn))
+}
+
+// update runs fn in a write transaction, mapping bbolt's closed error.
+func (db *DB) update(fn func(*bbolt.Tx) error) error {
+	return mapErr(db.bdb.Update(fn))
+}
+
+func mapErr(err error) error {
+	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}

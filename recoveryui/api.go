@@ -1,0 +1,132 @@
+package recoveryui
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/store"
+)
+
+// serveAPI routes /.twostep/api/<name>.
+func (p *Portal) serveAPI(w http.ResponseWriter, r *http.Request, env Env, name string) {
+	switch name {
+	case "login":
+		if r.Method != http.MethodPost {
+			p.methodNotAllowed(w, r, "POST")
+			return
+		}
+		p.apiLogin(w, r, env)
+	case "logout":
+		if r.Method != http.MethodPost {
+			p.methodNotAllowed(w, r, "POST")
+			return
+		}
+		if err := p.Account.SignOut(r.Context(), p.SessionToken(r, env.Secure), env.Client); err != nil {
+			p.answerErr(w, r, err)
+			return
+		}
+		p.clearSession(w, env)
+		w.WriteHeader(http.StatusNoContent)
+	case "me":
+		if !isSafeMethod(r.Method) {
+			p.methodNotAllowed(w, r, "GET")
+			return
+		}
+		p.apiMe(w, r, env)
+	default:
+		WriteError(w, http.StatusNotFound, "not_found", "There is no such API endpoint.")
+	}
+}
+
+type loginRequest struct {
+	Username *string `json:"username"`
+	Password *string `json:"password"`
+}
+
+// LoginResponse is the body of a successful api/login.
+type LoginResponse struct {
+	State   string   `json:"state"`
+	Level   string   `json:"level,omitempty"`
+	Methods []string `json:"methods,omitempty"`
+}
+
+func (p *Portal) apiLogin(w http.ResponseWriter, r *http.Request, env Env) {
+	var req loginRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	switch {
+	case req.Username == nil || *req.Username == "":
+		WriteError(w, http.StatusBadRequest, "invalid_request", "Field \"username\" is required and must not be empty.")
+		return
+	case req.Password == nil || *req.Password == "":
+		WriteError(w, http.StatusBadRequest, "invalid_request", "Field \"password\" is required and must not be empty.")
+		return
+	}
+	res, err := p.Account.SignIn(r.Context(), *req.Username, *req.Password, env.Client)
+	if errors.Is(err, account.ErrInvalidCredentials) {
+		WriteError(w, http.StatusUnauthorized, "invalid_credentials", "Incorrect username or password.")
+		return
+	}
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	p.setSession(w, env, res.Token, res.Session.Expires)
+	WriteJSON(w, http.StatusOK, stateResponse(res.Session))
+}
+
+func stateResponse(s *store.Session) LoginResponse {
+	switch s.State {
+	case store.StateOneFactor, store.StateTwoFactor:
+		return LoginResponse{State: "authenticated", Level: s.State.String()}
+	case store.StateEnrollment:
+		return LoginResponse{State: "enrollment_required"}
+	}
+	return LoginResponse{State: "second_factor", Methods: []string{}}
+}
+
+// MeResponse is the body of api/me.
+type MeResponse struct {
+	User    string      `json:"user"`
+	Name    string      `json:"name"`
+	Email   string      `json:"email"`
+	Groups  []string    `json:"groups"`
+	Level   string      `json:"level"`
+	TwoStep TwoStepInfo `json:"two_step"`
+}
+
+// TwoStepInfo says whether two-step is on and with which methods.
+type TwoStepInfo struct {
+	Enabled bool     `json:"enabled"`
+	Methods []string `json:"methods"`
+}
+
+func (p *Portal) apiMe(w http.ResponseWriter, r *http.Request, env Env) {
+	res, err := p.resolve(r.Context(), r, env)
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	if res == nil {
+		WriteError(w, http.StatusUnauthorized, "unauthenticated", "Sign in first.")
+		return
+	}
+	if res.Session.State == store.StateSecondFactor {
+		WriteError(w, http.StatusUnauthorized, "second_factor_required", "Enter your verification code first.")
+		return
+	}
+	groups := res.User.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	WriteJSON(w, http.StatusOK, MeResponse{
+		User:    res.User.Name,
+		Name:    res.User.DisplayName,
+		Email:   res.User.Email,
+		Groups:  groups,
+		Level:   res.Session.State.String(),
+		TwoStep: TwoStepInfo{Enabled: false, Methods: []string{}},
+	})
+}

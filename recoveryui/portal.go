@@ -1,0 +1,468 @@
+// Package recoveryui serves everything under /.twostep/: the sign-in pages
+// and the JSON API that drive the account use cases. Pages are
+// server-rendered and work without JavaScript; the JSON API runs the same
+// flows for scripts and single-page apps.
+package recoveryui
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"mime"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/policy"
+)
+
+// Prefix is where the portal lives on every protected site.
+const Prefix = "/.twostep/"
+
+// MaxJSONBody bounds JSON request bodies.
+const MaxJSONBody = 64 << 10
+
+// MaxFormBody bounds form bodies.
+const MaxFormBody = 64 << 10
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets/*
+var assetFS embed.FS
+
+// crossOrigin is net/http's own cross-origin guard; sameOrigin adds the
+// scheme check and the cookie-domain allowance of SPEC §4 on top of it.
+var crossOrigin = http.NewCrossOriginProtection()
+
+var pages = template.Must(template.New("").ParseFS(templateFS, "templates/*.html"))
+
+// Env tells the portal what the Caddy glue knows about a request.
+type Env struct {
+	// Secure: the browser reached us over HTTPS.
+	Secure bool
+	// Client is the client's address as trusted_proxies resolves it, and its
+	// user agent.
+	Client account.Client
+}
+
+// Portal serves /.twostep/. Its fields are set once, before serving.
+type Portal struct {
+	Account *account.Service
+	// SiteName is shown on every page.
+	SiteName string
+	// CookieDomain, when set, shares the session with every subdomain.
+	CookieDomain string
+	// Env extracts request facts (scheme, client IP) the glue knows.
+	Env func(r *http.Request) Env
+	Log *zap.Logger
+}
+
+// SessionCookieName is the session cookie's name: `__Host-twostep` on HTTPS
+// without a cookie domain (bound to this exact origin), `twostep` otherwise.
+func SessionCookieName(secure bool, cookieDomain string) string {
+	if secure && cookieDomain == "" {
+		return "__Host-twostep"
+	}
+	return "twostep"
+}
+
+const csrfCookie = "twostep_csrf"
+
+// SessionToken returns the session cookie's value, or "".
+func (p *Portal) SessionToken(r *http.Request, secure bool) string {
+	c, err := r.Cookie(SessionCookieName(secure, p.CookieDomain))
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+func (p *Portal) env(r *http.Request) Env {
+	if p.Env != nil {
+		return p.Env(r)
+	}
+	e := Env{Secure: r.TLS != nil, Client: account.Client{UserAgent: r.UserAgent()}}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		e.Client.IP = ap.Addr().Unmap()
+	}
+	return e
+}
+
+// ServeHTTP serves one portal request. The caller has already stripped
+// client identity headers and checked the path is canonical.
+func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header(), p.CookieDomain)
+	env := p.env(r)
+	if !isSafeMethod(r.Method) && (crossOrigin.Check(r) != nil && p.CookieDomain == "" || !p.sameOrigin(r, env)) {
+		p.fail(w, r, http.StatusForbidden, "forbidden", "This request came from another site and was refused.")
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, Prefix)
+	if api, ok := strings.CutPrefix(rest, "api/"); ok {
+		p.serveAPI(w, r, env, api)
+		return
+	}
+	switch rest {
+	case "login":
+		p.loginPage(w, r, env)
+	case "logout":
+		p.logoutPage(w, r, env)
+	case "assets/style.css":
+		if !isSafeMethod(r.Method) {
+			p.methodNotAllowed(w, r, "GET")
+			return
+		}
+		b, _ := assetFS.ReadFile("assets/style.css")
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(b)
+	default:
+		p.fail(w, r, http.StatusNotFound, "not_found", "There is no such page.")
+	}
+}
+
+func isSafeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+
+// setSecurityHeaders sets the headers every portal response carries.
+func setSecurityHeaders(h http.Header, cookieDomain string) {
+	formAction := "'self'"
+	if cookieDomain != "" {
+		formAction += " https://" + cookieDomain + " https://*." + cookieDomain
+	}
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+}
+
+// sameOrigin applies SPEC §4: a state-changing request is the site's own
+// when Sec-Fetch-Site is same-origin or none (same-site only with a cookie
+// domain), or when Origin is the request's own scheme://host[:port] or an
+// HTTPS origin under the cookie domain. Without either header (non-browser
+// clients) it is allowed: the CSRF token and JSON content type still apply.
+func (p *Portal) sameOrigin(r *http.Request, env Env) bool {
+	origin := r.Header.Get("Origin")
+	if origin != "" && origin != "null" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+			return false
+		}
+		scheme := "http"
+		if env.Secure {
+			scheme = "https"
+		}
+		if u.Scheme == scheme && strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+		return p.underCookieDomain(u)
+	}
+	if origin == "null" {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	case "same-site":
+		return p.CookieDomain != ""
+	}
+	return false
+}
+
+func (p *Portal) underCookieDomain(u *url.URL) bool {
+	if p.CookieDomain == "" || u.Scheme != "https" {
+		return false
+	}
+	host := policy.CanonicalHost(u.Host)
+	d := p.CookieDomain
+	return host == d || strings.HasSuffix(host, "."+d)
+}
+
+// returnPolicy is the open-redirect guard for this request.
+func (p *Portal) returnPolicy(r *http.Request, env Env) policy.ReturnPolicy {
+	scheme := "http"
+	if env.Secure {
+		scheme = "https"
+	}
+	return policy.ReturnPolicy{Scheme: scheme, Host: r.Host, CookieDomain: p.CookieDomain}
+}
+
+func (p *Portal) safeReturn(r *http.Request, env Env, raw string) string {
+	if raw == "" {
+		return "/"
+	}
+	if v, ok := p.returnPolicy(r, env).Validate(raw); ok {
+		return v
+	}
+	return "/"
+}
+
+// --- cookies ---
+
+func (p *Portal) setSession(w http.ResponseWriter, env Env, token string, expires time.Time) {
+	c := &http.Cookie{
+		Name:     SessionCookieName(env.Secure, p.CookieDomain),
+		Value:    token,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   env.Secure,
+		SameSite: http.SameSiteLaxMode,
+		Expires:  expires,
+	}
+	if p.CookieDomain != "" {
+		c.Domain = p.CookieDomain
+	}
+	http.SetCookie(w, c)
+}
+
+func (p *Portal) clearSession(w http.ResponseWriter, env Env) {
+	c := &http.Cookie{
+		Name:     SessionCookieName(env.Secure, p.CookieDomain),
+		Value:    "",
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   env.Secure,
+		SameSite: http.SameSiteLaxMode,
+		MaxAge:   -1,
+	}
+	if p.CookieDomain != "" {
+		c.Domain = p.CookieDomain
+	}
+	http.SetCookie(w, c)
+}
+
+// csrfFor returns the browser's CSRF cookie, setting a new one if absent.
+func (p *Portal) csrfFor(w http.ResponseWriter, r *http.Request, env Env) (string, error) {
+	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 && len(c.Value) <= 128 {
+		return c.Value, nil
+	}
+	v, err := account.NewRandom(32)
+	if err != nil {
+		return "", err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: csrfCookie, Value: v, Path: Prefix, HttpOnly: true,
+		Secure: env.Secure, SameSite: http.SameSiteStrictMode,
+	})
+	return v, nil
+}
+
+func (p *Portal) checkCSRF(r *http.Request) bool {
+	c, err := r.Cookie(csrfCookie)
+	if err != nil {
+		return false
+	}
+	return p.Account.CheckCSRF(c.Value, r.PostFormValue("csrf"))
+}
+
+// --- errors ---
+
+// apiError is the JSON error body of SPEC §4.
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if v != nil {
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
+
+// WriteError writes a JSON error body.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	WriteJSON(w, status, apiError{Error: code, Message: message})
+}
+
+// fail answers an error as JSON on the API and as a page elsewhere.
+func (p *Portal) fail(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	if strings.HasPrefix(r.URL.Path, Prefix+"api/") || !wantsHTML(r) {
+		WriteError(w, status, code, message)
+		return
+	}
+	p.render(w, status, "error.html", pageData{Title: http.StatusText(status), Error: message})
+}
+
+func (p *Portal) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	p.fail(w, r, http.StatusMethodNotAllowed, "invalid_request", "This address does not accept "+r.Method+" requests.")
+}
+
+// wantsHTML reports whether the client is a browser (SPEC §3).
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// answerErr maps a use-case error to the API/page answer. It reports
+// whether err was one it knows (everything else is a 503: deny on doubt).
+func (p *Portal) answerErr(w http.ResponseWriter, r *http.Request, err error) {
+	var rl *account.RateLimitedError
+	var un *account.UnavailableError
+	switch {
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", retryAfterSeconds(rl.RetryAfter))
+		p.fail(w, r, http.StatusTooManyRequests, "rate_limited", "Too many attempts. Try again in "+humanDuration(rl.RetryAfter)+".")
+	case errors.Is(err, account.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		p.fail(w, r, http.StatusServiceUnavailable, "unavailable", "The service is busy. Try again in a moment.")
+	case errors.As(err, &un):
+		p.log().Error("store unavailable", zap.Error(un.Err))
+		p.fail(w, r, http.StatusServiceUnavailable, "unavailable", "The sign-in service is unavailable right now. Try again shortly.")
+	default:
+		p.log().Error("portal error", zap.Error(err))
+		p.fail(w, r, http.StatusServiceUnavailable, "unavailable", "The sign-in service is unavailable right now. Try again shortly.")
+	}
+}
+
+func (p *Portal) log() *zap.Logger {
+	if p.Log == nil {
+		return zap.NewNop()
+	}
+	return p.Log
+}
+
+// retryAfterSeconds is a Retry-After value: whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	secs := int64((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return strconv.FormatInt(secs, 10)
+}
+
+func humanDuration(d time.Duration) string {
+	if d < time.Second {
+		d = time.Second
+	}
+	if d < time.Minute {
+		n := int(d / time.Second)
+		if n == 1 {
+			return "1 second"
+		}
+		return strconv.Itoa(n) + " seconds"
+	}
+	n := int((d + time.Minute - 1) / time.Minute)
+	if n == 1 {
+		return "1 minute"
+	}
+	return strconv.Itoa(n) + " minutes"
+}
+
+// --- JSON input ---
+
+// decodeJSON reads a JSON object body into v, answering the error itself
+// (415, 413 or 400 naming what is wrong) and returning false on failure.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxJSONBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			WriteError(w, http.StatusRequestEntityTooLarge, "too_large", "The body is larger than "+strconv.Itoa(MaxJSONBody>>10)+" KiB.")
+			return false
+		}
+		WriteError(w, http.StatusBadRequest, "invalid_request", "The body could not be read.")
+		return false
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, http.StatusBadRequest, "invalid_request", jsonProblem(err))
+		return false
+	}
+	if dec.More() {
+		WriteError(w, http.StatusBadRequest, "invalid_request", "The body must hold exactly one JSON object.")
+		return false
+	}
+	return true
+}
+
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return "Field \"" + te.Field + "\" must be a " + te.Type.String() + "."
+		}
+		return "The body must be a JSON object."
+	case errors.As(err, &se):
+		return "The body is not valid JSON (at byte " + strconv.FormatInt(se.Offset, 10) + ")."
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "The body is empty or cut short."
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "Unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + "."
+	}
+	return "The body is not valid JSON."
+}
+
+// --- rendering ---
+
+type pageData struct {
+	Title    string
+	SiteName string
+	Error    string
+	Notice   string
+	CSRF     string
+	Return   string
+	Username string
+	User     string
+}
+
+func (p *Portal) render(w http.ResponseWriter, status int, name string, d pageData) {
+	if d.SiteName == "" {
+		d.SiteName = p.SiteName
+	}
+	if d.SiteName == "" {
+		d.SiteName = "Sign in"
+	}
+	var buf strings.Builder
+	if err := pages.ExecuteTemplate(&buf, name, d); err != nil {
+		p.log().Error("rendering page", zap.String("page", name), zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, buf.String())
+}
+
+// resolve returns the caller's session, nil for none; err only for a store
+// failure.
+func (p *Portal) resolve(ctx context.Context, r *http.Request, env Env) (*account.Resolved, error) {
+	tok := p.SessionToken(r, env.Secure)
+	if tok == "" {
+		return nil, nil
+	}
+	res, err := p.Account.Resolve(ctx, tok)
+	if errors.Is(err, account.ErrNoSession) {
+		return nil, nil
+	}
+	return res, err
+}
+
+// RenderError answers an error outside the portal (a denied or unavailable
+// protected page): an HTML page for browsers, JSON for everyone else, with
+// the portal's security headers.
+func (p *Portal) RenderError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	setSecurityHeaders(w.Header(), p.CookieDomain)
+	p.fail(w, r, status, code, message)
+}
