@@ -35,6 +35,7 @@ var (
 	errBadUTF8        = fmt.Errorf("%w: percent-encoded bytes are not valid UTF-8", ErrAmbiguousPath)
 	errAboveRoot      = fmt.Errorf("%w: .. above the root", ErrAmbiguousPath)
 	errDotParam       = fmt.Errorf("%w: ; parameter on a dot or empty segment", ErrAmbiguousPath)
+	errTrailingDot    = fmt.Errorf("%w: dot segment at the end of the path", ErrAmbiguousPath)
 )
 
 // keep[b] is true for the bytes that appear unescaped in a canonical path:
@@ -69,13 +70,16 @@ var keep = func() (t [256]bool) {
 // foldCase is set.
 //
 // It refuses, with an error wrapping ErrAmbiguousPath: an empty path or one
-// not starting with "/", one longer than MaxPathLength, an encoded "/" or
+// not starting with "/", one longer than MaxPathLength (as sent or once
+// canonical), an encoded "/" or
 // "\", a raw "\", "#" or "?", NUL and other control characters (raw or
 // encoded), invalid percent-encoding, double encoding ("%25" followed by two
 // hex digits), escapes that do not decode to valid UTF-8, ".." above the
-// root, and a ";" parameter on a "." or ".." segment or on an empty segment
-// other than the last one (servlet containers and everything else would see
-// a different structure).
+// root, a "." or ".." as the last segment unless it leads to the root
+// (upstreams disagree on whether "/a/b/.." is "/a" or "/a/"), and a ";"
+// parameter on a "." or ".." segment or on an empty segment other than the
+// last one (servlet containers and everything else would see a different
+// structure).
 //
 // When escaped is already canonical it is returned as is, without
 // allocating.
@@ -253,6 +257,9 @@ func rebuildPath(s string, fold bool) (string, error) {
 			if param {
 				return "", errDotParam
 			}
+			if last && len(stack) > 0 {
+				return "", errTrailingDot
+			}
 			trailing = true
 		case len(tmp) == 2 && tmp[0] == '.' && tmp[1] == '.':
 			if param {
@@ -263,6 +270,9 @@ func rebuildPath(s string, fold bool) (string, error) {
 			}
 			out = out[:stack[len(stack)-1]]
 			stack = stack[:len(stack)-1]
+			if last && len(stack) > 0 {
+				return "", errTrailingDot
+			}
 			trailing = true
 		default:
 			stack = append(stack, len(out))
@@ -277,6 +287,9 @@ func rebuildPath(s string, fold bool) (string, error) {
 	}
 	if trailing || len(out) == 0 {
 		out = append(out, '/')
+	}
+	if len(out) > MaxPathLength { // escaping can make it longer
+		return "", errPathTooLong
 	}
 	return string(out), nil
 }

@@ -29,11 +29,11 @@ func TestCanonicalPath(t *testing.T) {
 		{in: "/admin;x", want: "/admin"},
 		{in: "/app/;jsessionid=ABC", want: "/app/"},
 		{in: "/a;b;c/d;e", want: "/a/d"},
-		{in: "/public/..;/admin", want: ""},     // Tomcat: /admin; others: under /public/
-		{in: "/admin/..;/public/a", want: ""},   // the reverse: must not become /public/a
-		{in: "/public/.;x/a", want: ""},         // dot segment with a parameter
+		{in: "/public/..;/admin", want: ""},      // Tomcat: /admin; others: under /public/
+		{in: "/admin/..;/public/a", want: ""},    // the reverse: must not become /public/a
+		{in: "/public/.;x/a", want: ""},          // dot segment with a parameter
 		{in: "/public/%2e%2e;x/admin", want: ""}, // encoded dots with a parameter
-		{in: "/a/;x/../b", want: ""},            // empty segment with a parameter, not last
+		{in: "/a/;x/../b", want: ""},             // empty segment with a parameter, not last
 
 		// Decoding of characters that need no escape, upper-case escapes.
 		{in: "/%41%62%63", want: "/Abc"},
@@ -50,9 +50,11 @@ func TestCanonicalPath(t *testing.T) {
 		// Dot segments.
 		{in: "/admin/../public", want: "/public"},
 		{in: "/public/../admin", want: "/admin"},
-		{in: "/admin/.", want: "/admin/"},
+		{in: "/admin/.", want: ""}, // Go: /admin; nginx: /admin/
 		{in: "/admin/./", want: "/admin/"},
-		{in: "/a/b/..", want: "/a/"},
+		{in: "/a/b/..", want: ""},
+		{in: "/a/b/%2e%2E", want: ""},
+		{in: "/a/b/../.", want: ""},
 		{in: "/a/b/../", want: "/a/"},
 		{in: "/a/./b/./c", want: "/a/b/c"},
 		{in: "/public/%2e%2e/admin", want: "/admin"},
@@ -60,7 +62,9 @@ func TestCanonicalPath(t *testing.T) {
 		{in: "/public/.%2e/admin", want: "/admin"},
 		{in: "/public/%2e/admin", want: "/public/admin"},
 		{in: "/a/..", want: "/"},
+		{in: "/a/b/../..", want: "/"},
 		{in: "/.", want: "/"},
+		{in: "/./", want: "/"},
 		{in: "/%2e%2e/", want: ""},
 		{in: "/../x", want: ""},
 		{in: "/..", want: ""},
@@ -122,6 +126,7 @@ func TestCanonicalPath(t *testing.T) {
 		{in: "/\xff", want: ""},
 		{in: "/" + strings.Repeat("a", MaxPathLength), want: ""},
 		{in: "/" + strings.Repeat("a", MaxPathLength-1), want: "/" + strings.Repeat("a", MaxPathLength-1)},
+		{in: "/" + strings.Repeat("|", MaxPathLength/3), want: ""}, // too long once escaped
 	}
 	for _, tt := range tests {
 		got, err := CanonicalPath(tt.in, tt.fold)

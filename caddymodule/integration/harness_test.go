@@ -4,6 +4,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -163,10 +164,12 @@ func (f *fixture) caddyfile(extraGlobal, rules string) string {
 }
 
 http://localhost:9080 {
-	twostep {%s
+	route {
+		twostep {%s
+		}
+		header X-Seen-User "{http.auth.user.id}"
+		reverse_proxy %s
 	}
-	header X-Seen-User "{http.auth.user.id}"
-	reverse_proxy %s
 }
 `, f.usersFile, filepath.Join(f.dir, "twostep.db"), extraGlobal, rules, f.echo.addr())
 }
@@ -347,4 +350,29 @@ func writeFile(path, body string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// rawGet sends a request line as written (Go's client would refuse or
+// re-encode some of the paths worth testing) and returns the status code.
+func rawGet(t *testing.T, addr, target string, hdr ...string) int {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req += hdr[i] + ": " + hdr[i+1] + "\r\n"
+	}
+	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %q: %v", target, err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }

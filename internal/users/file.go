@@ -34,9 +34,11 @@ type File struct {
 	// mu serialises loads and guards what follows.
 	mu        sync.Mutex
 	goodSum   [sha256.Size]byte // content of cur
-	badSum    [sha256.Size]byte // content of the last refused load
+	badSum    [sha256.Size]byte // content the watcher last refused (and logged)
 	hasBad    bool
 	readErr   string      // last read error the watcher logged
+	pending   string      // problem seen once, logged if seen again
+	pendingAt time.Time   // when pending was first seen
 	seen      os.FileInfo // the file as last read
 	callbacks []func(old, new *DB)
 
@@ -110,7 +112,6 @@ func (f *File) apply(data []byte, sum [sha256.Size]byte) error {
 	}
 	db, err := Parse(data)
 	if err != nil {
-		f.badSum, f.hasBad = sum, true
 		return fmt.Errorf("%s: %w", f.path, err)
 	}
 	old := f.cur.Swap(db)
@@ -210,7 +211,9 @@ func (f *File) loop(ctx context.Context, w *fsnotify.Watcher) {
 	settle.Stop()
 	defer settle.Stop()
 
-	f.check() // whatever happened between Open and Watch
+	if f.check() { // whatever happened between Open and Watch
+		settle.Reset(f.settle)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -229,10 +232,12 @@ func (f *File) loop(ctx context.Context, w *fsnotify.Watcher) {
 			f.log.Warn("watching users file", zap.String("path", f.path), zap.Error(err))
 			settle.Reset(f.settle)
 		case <-settle.C:
-			f.check()
+			if f.check() {
+				settle.Reset(f.settle)
+			}
 		case <-ticker.C:
-			if f.statChanged() {
-				f.check()
+			if f.statChanged() && f.check() {
+				settle.Reset(f.settle)
 			}
 		}
 	}
@@ -250,29 +255,63 @@ func (f *File) statChanged() bool {
 	return !os.SameFile(info, f.seen) || info.Size() != f.seen.Size() || !info.ModTime().Equal(f.seen.ModTime())
 }
 
-// check loads the file if its content changed, logging (once per distinct
-// problem) why a new content cannot be used.
-func (f *File) check() {
+// check loads the file if its content changed. A problem (unreadable or
+// invalid file) is logged once, and only when a second look, after
+// f.settle, finds the same problem: an editor writing the file in place
+// shows a half-written file for a moment. check returns true when it wants
+// that second look.
+func (f *File) check() (retry bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	info, data, err := readFile(f.path)
 	if err != nil {
 		f.seen = nil
-		if msg := err.Error(); msg != f.readErr {
-			f.readErr = msg
-			f.log.Warn("cannot read users file; keeping the last good copy", zap.String("path", f.path), zap.Error(err))
+		msg := err.Error()
+		if msg == f.readErr {
+			return false // already logged
 		}
-		return
+		if !f.confirm("read: " + msg) {
+			return true
+		}
+		f.readErr = msg
+		f.log.Warn("cannot read users file; keeping the last good copy", zap.String("path", f.path), zap.Error(err))
+		return false
 	}
 	f.readErr = ""
 	f.seen = info
 	sum := sha256.Sum256(data)
-	if f.hasBad && sum == f.badSum {
-		return // already logged
+	switch {
+	case sum == f.goodSum:
+		f.pending = ""
+		f.hasBad = false // back to the good copy: log the bad one again if it returns
+		return false
+	case f.hasBad && sum == f.badSum:
+		return false // already logged
 	}
-	if err := f.apply(data, sum); err != nil {
-		f.log.Warn("users file is invalid; keeping the last good copy", zap.String("path", f.path), zap.Error(err))
+	err = f.apply(data, sum)
+	if err == nil {
+		f.pending = ""
+		return false
 	}
+	if !f.confirm(fmt.Sprintf("invalid: %x", sum)) {
+		return true
+	}
+	f.badSum, f.hasBad = sum, true
+	f.log.Warn("users file is invalid; keeping the last good copy", zap.String("path", f.path), zap.Error(err))
+	return false
+}
+
+// confirm reports whether problem was already the problem of a look at
+// least f.settle ago, and remembers it for the next. f.mu is held.
+func (f *File) confirm(problem string) bool {
+	if f.pending == problem && time.Since(f.pendingAt) >= f.settle {
+		f.pending = ""
+		return true
+	}
+	if f.pending != problem {
+		f.pending, f.pendingAt = problem, time.Now()
+	}
+	return false
 }
 
 // Close stops Watch and waits for it to end. DB keeps working.

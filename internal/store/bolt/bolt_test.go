@@ -798,3 +798,29 @@ func BenchmarkIncr(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeSession compares the record codec with encoding/json, the
+// obvious alternative.
+func BenchmarkDecodeSession(b *testing.B) {
+	s := benchSession(1, time.Now())
+	s.Pending = map[string]string{"return": "/app/dashboard"}
+	b.Run("binary", func(b *testing.B) {
+		enc := encodeSession(s)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeSession(enc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		enc, _ := json.Marshal(s)
+		b.ReportAllocs()
+		for b.Loop() {
+			var out store.Session
+			if err := json.Unmarshal(enc, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -219,50 +219,56 @@ func testPutIfAbsentExpired(t *testing.T, s store.Store) {
 
 func testPutIfAbsentConcurrent(t *testing.T, s store.Store) {
 	base := now()
-	const n = 20
-	type result struct {
-		stored  string
-		created bool
-		err     error
-	}
-	results := make([]result, n)
-	go1 := start()
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-go1
-			stored, created, err := s.PutIfAbsent(bg, "race", []byte(fmt.Sprintf("value-%d", i)), time.Hour, base)
-			results[i] = result{string(stored), created, err}
-		})
-	}
-	close(go1)
-	wg.Wait()
-	winner := -1
-	for i, r := range results {
-		if r.err != nil {
-			t.Errorf("PutIfAbsent #%d: %v", i, r.err)
-			continue
+	const n, rounds = 20, 10
+	for round := range rounds {
+		key := fmt.Sprintf("race-%d", round)
+		type result struct {
+			stored  string
+			created bool
+			err     error
 		}
-		if r.created {
-			if winner >= 0 {
-				t.Errorf("PutIfAbsent #%d and #%d both report that they created the value", winner, i)
+		results := make([]result, n)
+		go1 := start()
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-go1
+				stored, created, err := s.PutIfAbsent(bg, key, []byte(fmt.Sprintf("value-%d", i)), time.Hour, base)
+				results[i] = result{string(stored), created, err}
+			})
+		}
+		close(go1)
+		wg.Wait()
+		winner := -1
+		for i, r := range results {
+			if r.err != nil {
+				t.Errorf("round %d: PutIfAbsent #%d: %v", round, i, r.err)
+				continue
 			}
-			winner = i
-			if r.stored != fmt.Sprintf("value-%d", i) {
-				t.Errorf("PutIfAbsent #%d created the value but returned %q", i, r.stored)
+			if r.created {
+				if winner >= 0 {
+					t.Errorf("round %d: PutIfAbsent #%d and #%d both report that they created the value", round, winner, i)
+				}
+				winner = i
+				if r.stored != fmt.Sprintf("value-%d", i) {
+					t.Errorf("round %d: PutIfAbsent #%d created the value but returned %q", round, i, r.stored)
+				}
 			}
 		}
-	}
-	if winner < 0 {
-		t.Fatalf("none of %d concurrent PutIfAbsent calls created the value", n)
-	}
-	want := fmt.Sprintf("value-%d", winner)
-	for i, r := range results {
-		if r.err == nil && r.stored != want {
-			t.Errorf("PutIfAbsent #%d returned %q, want the winner's %q", i, r.stored, want)
+		if winner < 0 {
+			t.Fatalf("round %d: none of %d concurrent PutIfAbsent calls created the value", round, n)
+		}
+		want := fmt.Sprintf("value-%d", winner)
+		for i, r := range results {
+			if r.err == nil && r.stored != want {
+				t.Errorf("round %d: PutIfAbsent #%d returned %q, want the winner's %q", round, i, r.stored, want)
+			}
+		}
+		wantValue(t, s, key, base, []byte(want), "after concurrent PutIfAbsent")
+		if t.Failed() {
+			return
 		}
 	}
-	wantValue(t, s, "race", base, []byte(want), "after concurrent PutIfAbsent")
 }
 
 var takeTests = []testCase{
