@@ -126,7 +126,7 @@ func TestCanonicalPath(t *testing.T) {
 		{in: "/\xff", want: ""},
 		{in: "/" + strings.Repeat("a", MaxPathLength), want: ""},
 		{in: "/" + strings.Repeat("a", MaxPathLength-1), want: "/" + strings.Repeat("a", MaxPathLength-1)},
-		{in: "/" + strings.Repeat("|", MaxPathLength/3), want: ""}, // too long once escaped
+		{in: "/" + strings.Repeat("|", MaxPathLength/3+1), want: ""}, // too long once escaped
 	}
 	for _, tt := range tests {
 		got, err := CanonicalPath(tt.in, tt.fold)
