@@ -26,7 +26,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time   { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 var (
@@ -319,7 +319,7 @@ func (failing) GetSession(context.Context, string, time.Time) (*store.Session, e
 	return nil, errDown
 }
 func (failing) Get(context.Context, string, time.Time) ([]byte, error) { return nil, errDown }
-func (failing) PutSession(context.Context, *store.Session) error      { return errDown }
+func (failing) PutSession(context.Context, *store.Session) error       { return errDown }
 func (failing) Incr(context.Context, string, time.Duration, time.Time) (int64, time.Time, error) {
 	return 0, time.Time{}, errDown
 }
@@ -362,4 +362,34 @@ func TestCSRF(t *testing.T) {
 			t.Errorf("accepted %+v", c)
 		}
 	}
+}
+
+// FuzzTokenID: cookie decoding never panics, accepts only 43-character
+// base64url tokens, and any change to a valid token changes its id.
+func FuzzTokenID(f *testing.F) {
+	svc, err := New(Config{
+		SessionIdle: time.Hour, SessionLifetime: time.Hour,
+		Regulation: Regulation{MaxRetries: 1, FindTime: time.Minute, BanTime: time.Minute},
+		Secret:     []byte("0123456789abcdef0123456789abcdef"),
+	}, failing{}, &staticDir{}, nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	valid, validID, _ := svc.newToken()
+	f.Add(valid)
+	f.Add("")
+	f.Add(valid[:42] + "=")
+	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA_")
+	f.Fuzz(func(t *testing.T, tok string) {
+		id, ok := svc.tokenID(tok)
+		if !ok {
+			return
+		}
+		if len(tok) != 43 || len(id) != 64 {
+			t.Fatalf("accepted %q → %q", tok, id)
+		}
+		if tok != valid && id == validID {
+			t.Fatalf("%q collides with a valid token", tok)
+		}
+	})
 }

@@ -310,9 +310,9 @@ func (a *App) Service() *account.Service { return a.run.service.Load() }
 
 // Interface guards.
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
-	_ caddy.Destructor  = (*pooledStore)(nil)
+	_ caddy.Destructor   = (*pooledStore)(nil)
 )

@@ -22,7 +22,7 @@ var identityAliases = []string{
 
 // headerSet knows which identity headers to strip and which to set.
 type headerSet struct {
-	stripSet map[string]struct{}
+	stripSet                  map[string]struct{}
 	user, groups, email, name bool
 }
 

@@ -49,6 +49,7 @@ const (
 type pathPattern struct {
 	kind pathKind
 	s    string
+	lit  string // glob: the literal prefix every match starts with
 }
 
 // Compile validates rules and compiles them for Match. def is the level of
@@ -258,7 +259,11 @@ func compilePath(pat string, fold bool) (pathPattern, error) {
 		return pathPattern{kind: pathPrefix, s: s}, err
 	case strings.Contains(pat, "*"):
 		s, err := canonicalGlob(pat, fold)
-		return pathPattern{kind: pathGlob, s: s}, err
+		lit := s
+		if i := strings.IndexAny(s, "*?[\\"); i >= 0 {
+			lit = s[:i]
+		}
+		return pathPattern{kind: pathGlob, s: s, lit: lit}, err
 	default:
 		s, err := CanonicalPath(pat, fold)
 		return pathPattern{kind: pathExact, s: s}, err
@@ -447,6 +452,9 @@ func (m *matcher) matchPath(p string) bool {
 				return true
 			}
 		case pathGlob:
+			if !strings.HasPrefix(p, pp.lit) {
+				continue
+			}
 			if ok, _ := path.Match(pp.s, p); ok {
 				return true
 			}

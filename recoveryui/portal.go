@@ -131,7 +131,9 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func isSafeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func isSafeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // setSecurityHeaders sets the headers every portal response carries.
 func setSecurityHeaders(h http.Header, cookieDomain string) {

@@ -35,7 +35,8 @@ import (
 const (
 	site      = "http://localhost:9180"
 	sitePort  = "9180"
-	appAddr   = "127.0.0.1:9181"
+	appPort   = "9181"
+	appAddr   = "127.0.0.1:" + appPort
 	siteName  = "Browser Test Corp"
 	userName  = "alice"
 	password  = "correct horse battery staple"
@@ -359,14 +360,16 @@ func startCaddy(t *testing.T) {
 	reverse_proxy %s
 }
 
-# The "legacy app": no login of its own, it trusts Remote-User.
-http://%s {
+# The "legacy app": no login of its own, it trusts Remote-User. Its site
+# address has no host: reverse_proxy passes on the browser's Host
+# (localhost:9180), which a host of 127.0.0.1 would not match.
+http://:%s {
 	bind 127.0.0.1
 	header Content-Type "text/html; charset=utf-8"
 	respond /health "ok" 200
 	respond "<!doctype html><meta name=viewport content='width=device-width'><title>Legacy app</title><h1>Legacy app</h1><p>Signed in as <strong id=user>{http.request.header.Remote-User}</strong> ({http.request.header.Remote-Name}, {http.request.header.Remote-Email}).</p><p><a href=/.twostep/logout>Sign out</a></p>" 200
 }
-`, usersFile, filepath.Join(dir, "twostep.db"), siteName, site, appAddr, appAddr))
+`, usersFile, filepath.Join(dir, "twostep.db"), siteName, site, appAddr, appPort))
 
 	logPath := filepath.Join(dir, "caddy.log")
 	logFile, err := os.Create(logPath)
