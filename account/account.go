@@ -358,7 +358,7 @@ func (s *Service) tokenID(token string) (string, bool) {
 		return "", false
 	}
 	var raw [32]byte
-	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(token))
+	n, err := tokenEncoding.Decode(raw[:], []byte(token))
 	if err != nil || n != 32 {
 		return "", false
 	}
@@ -476,3 +476,6 @@ func NewRandom(n int) (string, error) {
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
+
+// tokenEncoding is strict so that exactly one spelling decodes to a token.
+var tokenEncoding = base64.RawURLEncoding.Strict()

@@ -58,6 +58,13 @@ var keep = func() (t [256]bool) {
 	return t
 }()
 
+// plain is keep without '/': bytes that need no attention in scanPath.
+var plain = func() [256]bool {
+	t := keep
+	t['/'] = false
+	return t
+}()
+
 // CanonicalPath returns the path that rules match against, given the
 // request path exactly as sent, percent-encoded (r.URL.EscapedPath()).
 //
@@ -117,6 +124,9 @@ func scanPath(s string, fold bool) (canonical bool, err error) {
 	)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		if plain[c] && pct == 0 && need == 0 && !(fold && 'A' <= c && c <= 'Z') {
+			continue // the common case: nothing to check
+		}
 		b := c
 		if c == '%' {
 			if i+2 >= len(s) {

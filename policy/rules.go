@@ -337,8 +337,9 @@ func (p *Policy) MatchIndex(req *Request) (int, *Rule) {
 	if req == nil || req.Path == "" || req.Path[0] != '/' || p.fold && hasUpperASCII(req.Path) {
 		return -1, &p.refuse
 	}
+	ip := req.ClientIP.Unmap().WithZone("")
 	for i := range p.matchers {
-		if p.matchers[i].match(req) {
+		if p.matchers[i].match(req, ip) {
 			return i + 1, &p.rules[i]
 		}
 	}
@@ -358,14 +359,16 @@ func hasUpperASCII(s string) bool {
 	return false
 }
 
-func (m *matcher) match(req *Request) bool {
+// match reports whether every matcher of m matches; ip is req.ClientIP
+// unmapped and without zone.
+func (m *matcher) match(req *Request, ip netip.Addr) bool {
 	if len(m.methods) > 0 && !m.matchMethod(req.Method) {
 		return false
 	}
 	if len(m.hosts) > 0 && !m.matchHost(req.Host) {
 		return false
 	}
-	if len(m.networks) > 0 && !m.matchNetwork(req.ClientIP) {
+	if len(m.networks) > 0 && !m.matchNetwork(ip) {
 		return false
 	}
 	if len(m.paths) > 0 && !m.matchPath(req.Path) {
@@ -421,7 +424,6 @@ func (m *matcher) matchNetwork(ip netip.Addr) bool {
 	if !ip.IsValid() {
 		return false
 	}
-	ip = ip.Unmap().WithZone("")
 	for _, n := range m.networks {
 		if n.Contains(ip) {
 			return true

@@ -195,6 +195,7 @@ func (f *File) watchDirs() []string {
 	return dirs
 }
 
+// loop is Watch's goroutine; w is nil when notifications are unavailable.
 func (f *File) loop(ctx context.Context, w *fsnotify.Watcher) {
 	defer close(f.done)
 	var (
@@ -207,12 +208,21 @@ func (f *File) loop(ctx context.Context, w *fsnotify.Watcher) {
 	}
 	ticker := time.NewTicker(f.poll)
 	defer ticker.Stop()
+	// One look f.settle after the first of a burst of notifications (not
+	// after the last: a busy directory would postpone it forever).
 	settle := time.NewTimer(time.Hour)
 	settle.Stop()
 	defer settle.Stop()
+	armed := false
+	arm := func() {
+		if !armed {
+			armed = true
+			settle.Reset(f.settle)
+		}
+	}
 
 	if f.check() { // whatever happened between Open and Watch
-		settle.Reset(f.settle)
+		arm()
 	}
 	for {
 		select {
@@ -223,21 +233,22 @@ func (f *File) loop(ctx context.Context, w *fsnotify.Watcher) {
 				events = nil
 				continue
 			}
-			settle.Reset(f.settle)
+			arm()
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
 			f.log.Warn("watching users file", zap.String("path", f.path), zap.Error(err))
-			settle.Reset(f.settle)
+			arm()
 		case <-settle.C:
+			armed = false
 			if f.check() {
-				settle.Reset(f.settle)
+				arm()
 			}
 		case <-ticker.C:
 			if f.statChanged() && f.check() {
-				settle.Reset(f.settle)
+				arm()
 			}
 		}
 	}

@@ -26,12 +26,12 @@ const (
 
 // Parameters used by Hash for new hashes (Authelia's defaults).
 const (
-	DefaultArgon2Memory  = 65536 // KiB
-	DefaultArgon2Time    = 3
-	DefaultArgon2Threads = 4
-	DefaultArgon2SaltLen = 16
-	DefaultArgon2KeyLen  = 32
-	DefaultBcryptCost    = 12
+	DefaultArgon2Memory  = 65536 // m, in KiB
+	DefaultArgon2Time    = 3     // t, passes
+	DefaultArgon2Threads = 4     // p, lanes
+	DefaultArgon2SaltLen = 16    // bytes
+	DefaultArgon2KeyLen  = 32    // bytes
+	DefaultBcryptCost    = 12    // log2 of the rounds
 )
 
 // MaxPasswordLen is the longest password, in bytes, that Hash accepts and
