@@ -485,7 +485,8 @@ func (p *Policy) FoldCase() bool { return p.fold }
 func (p *Policy) Len() int { return len(p.rules) }
 
 // Rule returns the i-th configured rule (1-based, as in MatchIndex and in
-// Compile's errors); 0 gives the default rule.
+// Compile's errors); 0 gives the default rule. It panics when i is out of
+// range.
 func (p *Policy) Rule(i int) *Rule {
 	if i == 0 {
 		return &p.def

@@ -1,0 +1,89 @@
+package recoveryui
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSameOrigin(t *testing.T) {
+	plain := &Portal{}
+	sso := &Portal{CookieDomain: "example.com"}
+	cases := []struct {
+		name   string
+		p      *Portal
+		secure bool
+		host   string
+		hdr    map[string]string
+		want   bool
+	}{
+		{"no headers (script)", plain, false, "app.example.com", nil, true},
+		{"same origin", plain, false, "app.example.com", map[string]string{"Origin": "http://app.example.com"}, true},
+		{"same origin with port", plain, false, "localhost:8080", map[string]string{"Origin": "http://localhost:8080"}, true},
+		{"other port", plain, false, "localhost:8080", map[string]string{"Origin": "http://localhost:8081"}, false},
+		{"other scheme", plain, true, "app.example.com", map[string]string{"Origin": "http://app.example.com"}, false},
+		{"other host", plain, false, "app.example.com", map[string]string{"Origin": "http://evil.example"}, false},
+		{"null origin", plain, false, "app.example.com", map[string]string{"Origin": "null"}, false},
+		{"fetch same-origin", plain, false, "a", map[string]string{"Sec-Fetch-Site": "same-origin"}, true},
+		{"fetch none", plain, false, "a", map[string]string{"Sec-Fetch-Site": "none"}, true},
+		{"fetch same-site without cookie domain", plain, false, "a", map[string]string{"Sec-Fetch-Site": "same-site"}, false},
+		{"fetch cross-site", plain, false, "a", map[string]string{"Sec-Fetch-Site": "cross-site"}, false},
+		{"subdomain over https with cookie domain", sso, true, "auth.example.com", map[string]string{"Origin": "https://app.example.com"}, true},
+		{"cookie domain itself", sso, true, "auth.example.com", map[string]string{"Origin": "https://example.com"}, true},
+		{"subdomain over http is not allowed", sso, true, "auth.example.com", map[string]string{"Origin": "http://app.example.com"}, false},
+		{"suffix is not a subdomain", sso, true, "auth.example.com", map[string]string{"Origin": "https://evilexample.com"}, false},
+		{"fetch same-site with cookie domain", sso, true, "auth.example.com", map[string]string{"Sec-Fetch-Site": "same-site"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "http://"+tc.host+"/.twostep/api/login", nil)
+			for k, v := range tc.hdr {
+				r.Header.Set(k, v)
+			}
+			if got := tc.p.sameOrigin(r, Env{Secure: tc.secure}); got != tc.want {
+				t.Fatalf("sameOrigin = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	h := http.Header{}
+	setSecurityHeaders(h, "")
+	csp := h.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "script-src") {
+		t.Errorf("CSP allows script: %q", csp)
+	}
+	if h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers %v", h)
+	}
+	h = http.Header{}
+	setSecurityHeaders(h, "example.com")
+	if !strings.Contains(h.Get("Content-Security-Policy"), "https://*.example.com") {
+		t.Errorf("with a cookie domain, forms may post to its subdomains: %q", h.Get("Content-Security-Policy"))
+	}
+}
+
+func TestSessionCookieName(t *testing.T) {
+	if SessionCookieName(true, "") != "__Host-twostep" || SessionCookieName(false, "") != "twostep" || SessionCookieName(true, "example.com") != "twostep" {
+		t.Fatal("cookie names")
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "1", 300 * time.Millisecond: "1", time.Second: "1", 1500 * time.Millisecond: "2", 15 * time.Minute: "900"} {
+		if got := retryAfterSeconds(d); got != want {
+			t.Errorf("retryAfterSeconds(%v) = %s, want %s", d, got, want)
+		}
+	}
+	if humanDuration(90*time.Second) != "2 minutes" || humanDuration(time.Second) != "1 second" {
+		t.Error("humanDuration")
+	}
+}
