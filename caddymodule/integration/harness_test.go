@@ -376,3 +376,5 @@ func rawGet(t *testing.T, addr, target string, hdr ...string) int {
 	res.Body.Close()
 	return res.StatusCode
 }
+
+func bytesReader(s string) io.Reader { return strings.NewReader(s) }
