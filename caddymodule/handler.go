@@ -229,13 +229,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	req := policy.Request{Host: policy.CanonicalHost(r.Host), Path: canon, Method: r.Method, ClientIP: clientIP(r)}
-	rule := h.policy.Match(&req)
-	switch rule.Level {
-	case policy.Bypass:
-		return next.ServeHTTP(w, r)
-	case policy.Deny:
+	rule, alt, err := h.match(&req, r.URL.EscapedPath())
+	if err != nil {
+		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
+		return nil
+	}
+	switch {
+	case rule.Level == policy.Deny || alt.Level == policy.Deny:
 		h.deny(w, r)
 		return nil
+	case rule.Level == policy.Bypass && alt.Level == policy.Bypass:
+		return next.ServeHTTP(w, r)
 	}
 	svc := h.app.Service()
 	if svc == nil {
@@ -247,8 +251,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.unavailable(w, r, err)
 		return nil
 	}
-	sub := res.Subject()
-	switch policy.Decide(rule, &sub, svc.Now()) {
+	switch decide(rule, alt, res, svc.Now()) {
 	case policy.Allow:
 		h.allow(w, r, res)
 		return next.ServeHTTP(w, r)
@@ -264,6 +267,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.deny(w, r)
 	}
 	return nil
+}
+
+// match returns the rule for the request and, when the path carries ";"
+// parameters, the rule for the path as an upstream that does not strip them
+// sees it (";" kept as a literal character); both must allow the request.
+// Without ";" both results are the same rule.
+func (h *Handler) match(req *policy.Request, escaped string) (rule, alt *policy.Rule, err error) {
+	rule = h.policy.Match(req)
+	if strings.IndexByte(escaped, ';') < 0 {
+		return rule, rule, nil
+	}
+	lit, err := policy.CanonicalPath(strings.ReplaceAll(escaped, ";", "%3B"), h.CaseInsensitivePaths)
+	if err != nil {
+		return nil, nil, err
+	}
+	req2 := *req
+	req2.Path = lit
+	return rule, h.policy.Match(&req2), nil
+}
+
+// decide is policy.Decide over both views of the path: the stricter
+// outcome wins.
+func decide(rule, alt *policy.Rule, res *account.Resolved, now time.Time) policy.Outcome {
+	sub := res.Subject()
+	o := policy.Decide(rule, &sub, now)
+	if alt == rule {
+		return o
+	}
+	o2 := policy.Decide(alt, &sub, now)
+	switch {
+	case o == policy.Allow:
+		return o2
+	case o2 == policy.Forbid:
+		return o2
+	}
+	return o
 }
 
 // resolve returns the caller's session (nil for a stranger); an error only

@@ -115,6 +115,10 @@ func TestHandlerDecisions(t *testing.T) {
 		{"signed in", "/app", tok, 200, true},
 		{"group requirement", "/staff/a", tok, 403, false},
 		{"ambiguous path", "/public/..%2Finternal", tok, 400, false},
+		{"; parameters: bypass only if both views bypass", "/public;x/a", "", 401, false},
+		{"; parameters: signed in passes both views", "/public;x/a", tok, 200, true},
+		{"; parameters: Java view of a denied path", "/internal;x=1/a", tok, 403, false},
+		{"jsessionid on a bypass page stays bypass", "/public/a;jsessionid=1", "", 200, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,13 +77,17 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := policy.Request{Host: policy.CanonicalHost(o.host), Path: canon, Method: strings.ToUpper(o.method), ClientIP: clientIP(r)}
-	rule := h.policy.Match(&req)
-	switch rule.Level {
-	case policy.Bypass:
-		w.WriteHeader(http.StatusOK)
+	rule, alt, err := h.match(&req, o.path)
+	if err != nil {
+		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
 		return
-	case policy.Deny:
+	}
+	switch {
+	case rule.Level == policy.Deny || alt.Level == policy.Deny:
 		recoveryui.WriteError(w, http.StatusForbidden, "forbidden", "You do not have access to this page.")
+		return
+	case rule.Level == policy.Bypass && alt.Level == policy.Bypass:
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	svc := h.app.Service()
@@ -96,9 +100,8 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	sub := res.Subject()
 	ret := o.scheme + "://" + o.host + o.uri
-	switch policy.Decide(rule, &sub, svc.Now()) {
+	switch decide(rule, alt, res, svc.Now()) {
 	case policy.Allow:
 		u := res.User
 		h.set.apply(w.Header(), u.Name, strings.Join(u.Groups, ","), u.Email, u.DisplayName)

@@ -36,9 +36,9 @@ const MaxReturnURLLength = 8 << 10
 //     https (http only when the site itself is http); it is returned
 //     re-serialised from the parsed URL.
 //
-// In both cases the URL must be printable ASCII, with valid percent-encoding
-// that decodes to valid UTF-8 without control, whitespace or format
-// characters, and no backslash. Everything else gives ("", false).
+// In both cases the URL must be printable ASCII with valid percent-encoding
+// and no backslash, and its part before any "?" or "#" must decode to valid
+// UTF-8 without control, whitespace or format characters. Everything else gives ("", false).
 func (rp ReturnPolicy) Validate(raw string) (string, bool) {
 	if raw == "" || len(raw) > MaxReturnURLLength || !cleanURLChars(raw) {
 		return "", false
@@ -72,6 +72,11 @@ func cleanURLChars(s string) bool {
 	}
 	if !hasEscape {
 		return true
+	}
+	// Only the part a browser reads as scheme, host and path matters for
+	// where it goes; an encoded space in the query ("?q=a%20b") is harmless.
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
 	}
 	d := appendDecoded(make([]byte, 0, len(s)), s)
 	for len(d) > 0 {

@@ -59,7 +59,7 @@ func TestValidateRejects(t *testing.T) {
 		{testReturn, "/\x0b/evil.com"},
 		{testReturn, "https://app.good.example.com/\x7f"},
 		{testReturn, "/" + strings.Repeat("a", MaxReturnURLLength)},
-		{testReturn, "/search?q=a%20b"}, // encoded whitespace is refused too
+		{testReturn, "/a%20b"}, // encoded whitespace in the path is refused
 		{ReturnPolicy{Scheme: "https", Host: "app.good.example.com"}, "https://app.good.example.com:8443/"},
 		{ReturnPolicy{Scheme: "https", Host: "app.good.example.com"}, "https://good.example.com/"},
 		{ReturnPolicy{Scheme: "https", Host: "app.good.example.com:8443"}, "https://app.good.example.com/"},
@@ -91,6 +91,8 @@ func TestValidateAccepts(t *testing.T) {
 		{testReturn, "/dashboard", "/dashboard"},
 		{testReturn, "/a/b/c?x=1&y=2#frag", "/a/b/c?x=1&y=2#frag"},
 		{testReturn, "/search?q=a+b", "/search?q=a+b"},
+		{testReturn, "/search?q=a%20b%09c", "/search?q=a%20b%09c"},
+		{testReturn, "https://app.good.example.com/s?q=a%20b", "https://app.good.example.com/s?q=a%20b"},
 		{testReturn, "/@alice", "/@alice"},
 		{testReturn, "/evil.com@good", "/evil.com@good"},
 		{testReturn, "/wiki/Special:Search", "/wiki/Special:Search"},
