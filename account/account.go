@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/twostep-auth/twostep/internal/otp"
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/users"
 	"github.com/twostep-auth/twostep/policy"
@@ -39,7 +40,14 @@ var (
 
 // RateLimitedError says that the request was refused by regulation; retry
 // after RetryAfter.
-type RateLimitedError struct{ RetryAfter time.Duration }
+type RateLimitedError struct {
+	RetryAfter time.Duration
+	// tooManyTries: a one-time code died of wrong tries (send a new one).
+	tooManyTries bool
+}
+
+// TooManyTries reports whether a code died of wrong tries.
+func (e *RateLimitedError) TooManyTries() bool { return e.tooManyTries }
 
 func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("too many attempts; retry in %s", e.RetryAfter.Round(time.Second))
@@ -80,6 +88,21 @@ type Config struct {
 	// MaxQueuedHashes bounds those waiting (default: 32 × that).
 	MaxConcurrentHashes int
 	MaxQueuedHashes     int
+
+	// TwoStepRequired: every user must enrol a second factor.
+	TwoStepRequired bool
+	// TOTP settings: Issuer shown in authenticator apps, Skew steps of
+	// tolerance either side.
+	TOTP struct {
+		Issuer string
+		Skew   uint
+	}
+	// Code sets one-time codes.
+	Code CodeConfig
+	// SiteName is used in messages.
+	SiteName string
+	// Senders deliver codes and account emails.
+	Senders Senders
 }
 
 // TouchInterval is how often, at most, a session's LastSeen is written.
@@ -100,6 +123,10 @@ type Service struct {
 
 	hashSlots chan struct{}
 	queued    atomic.Int64
+
+	seal    *sealer
+	codes   *otp.Hasher
+	senders Senders
 }
 
 // New returns a Service. now may be nil (time.Now).
@@ -131,6 +158,27 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 	if now == nil {
 		now = time.Now
 	}
+	if cfg.Code.Length == 0 {
+		cfg.Code.Length = 6
+	}
+	if cfg.Code.Lifetime <= 0 {
+		cfg.Code.Lifetime = 10 * time.Minute
+	}
+	if cfg.Code.ResendAfter <= 0 {
+		cfg.Code.ResendAfter = 30 * time.Second
+	}
+	if cfg.Code.MaxSendsPerHour <= 0 {
+		cfg.Code.MaxSendsPerHour = 5
+	}
+	if cfg.TOTP.Issuer == "" {
+		cfg.TOTP.Issuer = cfg.SiteName
+	}
+	if cfg.TOTP.Issuer == "" {
+		cfg.TOTP.Issuer = "twostep"
+	}
+	if cfg.SiteName == "" {
+		cfg.SiteName = "twostep"
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -146,6 +194,14 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		hashSlots:  make(chan struct{}, cfg.MaxConcurrentHashes),
 	}
 	s.macPool.New = func() any { return hmac.New(sha256.New, s.sessionKey) }
+	var err error
+	if s.seal, err = newSealer(cfg.Secret); err != nil {
+		return nil, err
+	}
+	if s.codes, err = otp.NewHasher(deriveKey(cfg.Secret, "twostep codes v1")); err != nil {
+		return nil, err
+	}
+	s.senders = cfg.Senders
 	return s, nil
 }
 
@@ -241,6 +297,14 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		return nil, &UnavailableError{err}
 	}
 
+	state, err := s.stateAfterPassword(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	lifetime := s.cfg.SessionLifetime
+	if state == store.StateSecondFactor || state == store.StateEnrollment {
+		lifetime = s.cfg.PendingLifetime
+	}
 	token, id, err := s.newToken()
 	if err != nil {
 		return nil, err
@@ -248,10 +312,10 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	sess := &store.Session{
 		ID:         id,
 		User:       name,
-		State:      store.StateOneFactor,
+		State:      state,
 		Created:    now,
 		LastSeen:   now,
-		Expires:    now.Add(s.cfg.SessionLifetime),
+		Expires:    now.Add(lifetime),
 		Idle:       s.cfg.SessionIdle,
 		Credential: u.Credential,
 		IP:         c.ip(),

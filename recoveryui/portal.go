@@ -151,35 +151,47 @@ func setSecurityHeaders(h http.Header, cookieDomain string) {
 
 // sameOrigin applies SPEC §4: a state-changing request is the site's own
 // when Sec-Fetch-Site is same-origin or none (same-site only with a cookie
-// domain), or when Origin is the request's own scheme://host[:port] or an
-// HTTPS origin under the cookie domain. Without either header (non-browser
-// clients) it is allowed: the CSRF token and JSON content type still apply.
+// domain, and then an Origin header must be under it), or, from clients
+// that send no Sec-Fetch-Site, when Origin is the request's own
+// scheme://host[:port] or an HTTPS origin under the cookie domain. Browsers
+// send "Origin: null" on our forms (the pages set Referrer-Policy:
+// no-referrer), so an opaque origin is judged by Sec-Fetch-Site alone; an
+// opaque origin without it is refused. Without either header (scripts) the
+// request is allowed: the CSRF token and the JSON content type still apply.
 func (p *Portal) sameOrigin(r *http.Request, env Env) bool {
 	origin := r.Header.Get("Origin")
+	var ou *url.URL
 	if origin != "" && origin != "null" {
 		u, err := url.Parse(origin)
 		if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
 			return false
 		}
-		scheme := "http"
-		if env.Secure {
-			scheme = "https"
-		}
-		if u.Scheme == scheme && strings.EqualFold(u.Host, r.Host) {
-			return true
-		}
-		return p.underCookieDomain(u)
+		ou = u
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return ou == nil || p.ownOrigin(r, env, ou)
+	case "same-site":
+		return p.CookieDomain != "" && (ou == nil || p.underCookieDomain(ou))
+	case "":
+	default:
+		return false
 	}
 	if origin == "null" {
 		return false
 	}
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
+	if ou == nil {
 		return true
-	case "same-site":
-		return p.CookieDomain != ""
 	}
-	return false
+	return p.ownOrigin(r, env, ou) || p.underCookieDomain(ou)
+}
+
+func (p *Portal) ownOrigin(r *http.Request, env Env, u *url.URL) bool {
+	scheme := "http"
+	if env.Secure {
+		scheme = "https"
+	}
+	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
 }
 
 func (p *Portal) underCookieDomain(u *url.URL) bool {

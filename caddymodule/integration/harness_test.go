@@ -310,7 +310,8 @@ func (c *client) formLogin(user, pw, ret string) *response {
 	}
 	form := url.Values{"username": {user}, "password": {pw}, "csrf": {string(m[1])}, "return": {ret}}
 	return c.do(http.MethodPost, site+"/.twostep/login", strings.NewReader(form.Encode()),
-		"Content-Type", "application/x-www-form-urlencoded", "Origin", site, "Accept", "text/html")
+		// What Chromium sends for a form on a page with Referrer-Policy: no-referrer.
+		"Content-Type", "application/x-www-form-urlencoded", "Origin", "null", "Sec-Fetch-Site", "same-origin", "Accept", "text/html")
 }
 
 func wantStatus(t *testing.T, r *response, want int) {

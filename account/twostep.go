@@ -1,0 +1,1017 @@
+package account
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/internal/notify"
+	"github.com/twostep-auth/twostep/internal/otp"
+	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/users"
+)
+
+// Method names, as in the JSON API.
+const (
+	MethodTOTP   = "totp"
+	MethodSMS    = "sms"
+	MethodVoice  = "voice"
+	MethodEmail  = "email"
+	MethodBackup = "backup_code"
+)
+
+// More errors of the two-step use cases.
+var (
+	// ErrInvalidCode: wrong, expired or already used code.
+	ErrInvalidCode = errors.New("invalid code")
+	// ErrConflict: the request contradicts the account's state (e.g. turning
+	// two-step on with no confirmed method).
+	ErrConflict = errors.New("conflict")
+	// ErrForbidden: the session may not do this.
+	ErrForbidden = errors.New("forbidden")
+	// ErrNoMethod: the method is not available to this user.
+	ErrNoMethod = errors.New("method not available")
+)
+
+// InvalidInputError names what is wrong with an input (400).
+type InvalidInputError struct{ Msg string }
+
+func (e *InvalidInputError) Error() string { return e.Msg }
+
+// DeliveryFailedError: every provider of the channel failed; Alternatives
+// lists the methods the user can try instead.
+type DeliveryFailedError struct {
+	Channel      string
+	Alternatives []string
+	Err          error
+}
+
+func (e *DeliveryFailedError) Error() string { return "delivery by " + e.Channel + " failed" }
+func (e *DeliveryFailedError) Unwrap() error { return e.Err }
+
+// CodeConfig sets one-time code behaviour (SPEC `code`).
+type CodeConfig struct {
+	Length          int
+	Lifetime        time.Duration
+	ResendAfter     time.Duration
+	MaxSendsPerHour int
+	EmailCodes      bool
+}
+
+// Senders deliver messages; nil channels are not configured.
+type Senders struct {
+	SMS   notify.Sender
+	Voice notify.Sender
+	Email notify.Sender
+}
+
+// maxCodeTries is how many wrong tries one code survives.
+const maxCodeTries = 5
+
+// maxFactorFailures locks an account's second factor (SPEC §4).
+const maxFactorFailures = 100
+
+// record is a user's two-step state in the store (key "2sv:<user>").
+type record struct {
+	Enabled bool `json:"enabled"`
+	// TOTP is the sealed authenticator secret, confirmed.
+	TOTP []byte `json:"totp,omitempty"`
+	// TOTPLastStep is the last accepted time step.
+	TOTPLastStep int64 `json:"totp_last_step,omitempty"`
+	// Phone is the sealed confirmed phone number; PhoneLast4 is shown masked.
+	Phone      []byte `json:"phone,omitempty"`
+	PhoneLast4 string `json:"phone_last4,omitempty"`
+	// Backup holds the keyed hashes (hex) of unused backup codes.
+	Backup  []string  `json:"backup,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+func recordKey(user string) string { return "2sv:" + user }
+
+func (s *Service) loadRecord(ctx context.Context, user string) (*record, error) {
+	b, err := s.store.Get(ctx, recordKey(user), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return &record{}, nil
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, &UnavailableError{fmt.Errorf("two-step record of %s: %w", user, err)}
+	}
+	return &r, nil
+}
+
+func (s *Service) saveRecord(ctx context.Context, user string, r *record) error {
+	r.Updated = s.now()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Put(ctx, recordKey(user), b, 0, s.now()); err != nil {
+		return &UnavailableError{err}
+	}
+	return nil
+}
+
+// phoneOf returns the user's confirmed phone: the one confirmed in the
+// portal, else the users file's.
+func (s *Service) phoneOf(u *users.User, r *record) (string, error) {
+	if len(r.Phone) > 0 {
+		p, err := s.seal.open(r.Phone, "phone:"+users.Canonical(u.Name))
+		if err != nil {
+			return "", err
+		}
+		return string(p), nil
+	}
+	return u.Phone, nil
+}
+
+// methodsOf lists the second factors the user can use now, in the order
+// the challenge offers them.
+func (s *Service) methodsOf(u *users.User, r *record) []string {
+	var m []string
+	if len(r.TOTP) > 0 {
+		m = append(m, MethodTOTP)
+	}
+	if len(r.Phone) > 0 || u.Phone != "" {
+		if s.senders.SMS != nil {
+			m = append(m, MethodSMS)
+		}
+		if s.senders.Voice != nil {
+			m = append(m, MethodVoice)
+		}
+	}
+	if s.cfg.Code.EmailCodes && u.Email != "" && s.senders.Email != nil {
+		m = append(m, MethodEmail)
+	}
+	if len(r.Backup) > 0 {
+		m = append(m, MethodBackup)
+	}
+	return m
+}
+
+// hasConfirmedMethod: a factor of the user's own (backup codes do not count).
+func hasConfirmedMethod(u *users.User, r *record) bool {
+	return len(r.TOTP) > 0 || len(r.Phone) > 0 || u.Phone != ""
+}
+
+// TwoStepInfo is the account's two-step state for display.
+type TwoStepInfo struct {
+	Enabled     bool
+	Required    bool
+	Methods     []string
+	HasTOTP     bool
+	PhoneMasked string
+	BackupLeft  int
+}
+
+// TwoStep returns the user's two-step state.
+func (s *Service) TwoStep(ctx context.Context, u *users.User) (*TwoStepInfo, error) {
+	r, err := s.loadRecord(ctx, users.Canonical(u.Name))
+	if err != nil {
+		return nil, err
+	}
+	info := &TwoStepInfo{
+		Enabled:    s.enabled(u, r),
+		Required:   s.cfg.TwoStepRequired,
+		Methods:    s.methodsOf(u, r),
+		HasTOTP:    len(r.TOTP) > 0,
+		BackupLeft: len(r.Backup),
+	}
+	if r.PhoneLast4 != "" {
+		info.PhoneMasked = "•••• " + r.PhoneLast4
+	} else if u.Phone != "" {
+		info.PhoneMasked = otp.Mask(u.Phone)
+	}
+	if info.Methods == nil {
+		info.Methods = []string{}
+	}
+	return info, nil
+}
+
+// enabled: two-step is on for the account (always under `two_step
+// required` once a method exists).
+func (s *Service) enabled(u *users.User, r *record) bool {
+	if s.cfg.TwoStepRequired {
+		return hasConfirmedMethod(u, r)
+	}
+	return r.Enabled && (hasConfirmedMethod(u, r) || len(r.Backup) > 0)
+}
+
+// stateAfterPassword decides what a fresh sign-in becomes.
+func (s *Service) stateAfterPassword(ctx context.Context, u *users.User) (store.SessionState, error) {
+	r, err := s.loadRecord(ctx, users.Canonical(u.Name))
+	if err != nil {
+		return store.StateNone, err
+	}
+	switch {
+	case s.enabled(u, r):
+		return store.StateSecondFactor, nil
+	case s.cfg.TwoStepRequired:
+		return store.StateEnrollment, nil
+	}
+	return store.StateOneFactor, nil
+}
+
+// Methods returns the methods a half-signed-in user can use.
+func (s *Service) Methods(ctx context.Context, u *users.User) ([]string, error) {
+	r, err := s.loadRecord(ctx, users.Canonical(u.Name))
+	if err != nil {
+		return nil, err
+	}
+	return s.methodsOf(u, r), nil
+}
+
+// --- failure counters ---
+
+func (s *Service) factorLocked(ctx context.Context, user string, c Client) error {
+	for _, k := range []string{"ban:2fa:u:" + user, "ban:2fa:ip:" + c.ip()} {
+		until, err := s.bannedUntil(ctx, k[len("ban:"):], s.now())
+		if err != nil {
+			return &UnavailableError{err}
+		}
+		if !until.IsZero() {
+			return &RateLimitedError{RetryAfter: until.Sub(s.now())}
+		}
+	}
+	return nil
+}
+
+func (s *Service) factorFailed(ctx context.Context, user string, c Client) error {
+	now := s.now()
+	win := s.cfg.Regulation.BanTime
+	for _, k := range []string{"2fa:u:" + user, "2fa:ip:" + c.ip()} {
+		n, _, err := s.store.Incr(ctx, "fail:"+k, win, now)
+		if err != nil {
+			return &UnavailableError{err}
+		}
+		if n >= maxFactorFailures {
+			until := now.Add(win)
+			if err := s.store.Put(ctx, "ban:"+k, []byte(strconv.FormatInt(until.UnixNano(), 10)), win, now); err != nil {
+				return &UnavailableError{err}
+			}
+			s.audit.Warn("second factor locked", zap.String("key", k), zap.Time("until", until))
+		}
+	}
+	return nil
+}
+
+// --- one-time codes ---
+
+type codeRecord struct {
+	Hash    string    `json:"hash"`
+	Channel string    `json:"channel"`
+	Tries   int       `json:"tries"`
+	Expires time.Time `json:"expires"`
+	// Target is the sealed destination for enrolment codes.
+	Target []byte `json:"target,omitempty"`
+	Method string `json:"method,omitempty"`
+}
+
+func codeKey(user, purpose string) string { return "code:" + purpose + ":" + user }
+
+// issueCode stores a fresh code for purpose and returns it.
+func (s *Service) issueCode(ctx context.Context, user, purpose, channel string, target []byte, method string) (string, error) {
+	code, err := otp.NewCode(s.cfg.Code.Length)
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	rec := codeRecord{
+		Hash:    hex.EncodeToString(s.codes.Hash(purpose, user, code)),
+		Channel: channel, Expires: now.Add(s.cfg.Code.Lifetime), Target: target, Method: method,
+	}
+	b, _ := json.Marshal(rec)
+	if err := s.store.Put(ctx, codeKey(user, purpose), b, s.cfg.Code.Lifetime, now); err != nil {
+		return "", &UnavailableError{err}
+	}
+	return code, nil
+}
+
+// checkCode consumes the code for purpose atomically: of concurrent
+// submissions exactly one can succeed. A wrong code is put back with one
+// try fewer, until maxCodeTries.
+func (s *Service) checkCode(ctx context.Context, user, purpose, code string) (*codeRecord, error) {
+	norm, ok := otp.NormalizeCode(code, s.cfg.Code.Length)
+	now := s.now()
+	key := codeKey(user, purpose)
+	b, err := s.store.Take(ctx, key, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrInvalidCode
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	var rec codeRecord
+	if err := json.Unmarshal(b, &rec); err != nil || !now.Before(rec.Expires) {
+		return nil, ErrInvalidCode
+	}
+	want, err := hex.DecodeString(rec.Hash)
+	if err != nil {
+		return nil, ErrInvalidCode
+	}
+	if ok && s.codes.Equal(want, purpose, user, norm) {
+		return &rec, nil
+	}
+	rec.Tries++
+	if rec.Tries >= maxCodeTries {
+		return nil, &RateLimitedError{RetryAfter: time.Second, tooManyTries: true}
+	}
+	nb, _ := json.Marshal(rec)
+	if err := s.store.Put(ctx, key, nb, rec.Expires.Sub(now), now); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	return nil, ErrInvalidCode
+}
+
+// throttleSend applies the resend cooldown (per user and channel) and the
+// hourly cap (per user, every channel, enrolment codes included).
+func (s *Service) throttleSend(ctx context.Context, user, channel string) error {
+	now := s.now()
+	cd := "cooldown:" + channel + ":" + user
+	until := now.Add(s.cfg.Code.ResendAfter)
+	v, created, err := s.store.PutIfAbsent(ctx, cd, []byte(strconv.FormatInt(until.UnixNano(), 10)), s.cfg.Code.ResendAfter, now)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	if !created {
+		ns, _ := strconv.ParseInt(string(v), 10, 64)
+		return &RateLimitedError{RetryAfter: time.Unix(0, ns).Sub(now)}
+	}
+	n, reset, err := s.store.Incr(ctx, "sends:"+user, time.Hour, now)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	if n > int64(s.cfg.Code.MaxSendsPerHour) {
+		return &RateLimitedError{RetryAfter: reset.Sub(now)}
+	}
+	return nil
+}
+
+func (s *Service) senderFor(channel string) notify.Sender {
+	switch channel {
+	case MethodSMS:
+		return s.senders.SMS
+	case MethodVoice:
+		return s.senders.Voice
+	case MethodEmail:
+		return s.senders.Email
+	}
+	return nil
+}
+
+// deliver sends a code message; on failure it lifts the cooldown so another
+// channel (or a retry) is possible at once.
+func (s *Service) deliver(ctx context.Context, user, channel, to, code string, alternatives []string) error {
+	snd := s.senderFor(channel)
+	if snd == nil {
+		return ErrNoMethod
+	}
+	m := notify.Message{Channel: notify.Channel(channel), To: to, User: user, Code: code}
+	switch channel {
+	case MethodVoice:
+		m.Body = notify.SpokenCode(code)
+	case MethodEmail:
+		m.Subject = "Your " + s.cfg.SiteName + " verification code"
+		m.Body = notify.CodeText(code, s.cfg.SiteName, s.cfg.Code.Lifetime)
+	default:
+		m.Body = notify.CodeText(code, s.cfg.SiteName, s.cfg.Code.Lifetime)
+	}
+	if err := snd.Send(ctx, m); err != nil {
+		_ = s.store.Delete(ctx, "cooldown:"+channel+":"+user)
+		s.log.Warn("code delivery failed", zap.String("user", user), zap.String("channel", channel), zap.Error(err))
+		s.audit.Warn("code delivery failed", zap.String("user", user), zap.String("channel", channel), zap.String("outcome", "failed"))
+		return &DeliveryFailedError{Channel: channel, Alternatives: alternatives, Err: err}
+	}
+	s.audit.Info("code sent", zap.String("user", user), zap.String("channel", channel), zap.String("outcome", "sent"))
+	return nil
+}
+
+// SendResult says where a code went.
+type SendResult struct {
+	SentTo      string
+	ResendAfter time.Duration
+}
+
+// SendCode sends a sign-in (or step-up) code by sms, voice or email.
+func (s *Service) SendCode(ctx context.Context, res *Resolved, method string, c Client) (*SendResult, error) {
+	if res.Session.State != store.StateSecondFactor && res.Session.State != store.StateTwoFactor {
+		return nil, ErrForbidden
+	}
+	user := res.Session.User
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	methods := s.methodsOf(res.User, r)
+	if method != MethodSMS && method != MethodVoice && method != MethodEmail {
+		return nil, &InvalidInputError{`Field "method" must be "sms", "voice" or "email".`}
+	}
+	if !slices.Contains(methods, method) {
+		return nil, ErrNoMethod
+	}
+	if err := s.factorLocked(ctx, user, c); err != nil {
+		return nil, err
+	}
+	to := res.User.Email
+	if method != MethodEmail {
+		if to, err = s.phoneOf(res.User, r); err != nil {
+			return nil, &UnavailableError{err}
+		}
+	}
+	if err := s.throttleSend(ctx, user, method); err != nil {
+		return nil, err
+	}
+	code, err := s.issueCode(ctx, user, "login", method, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.deliver(ctx, user, method, to, code, without(methods, method)); err != nil {
+		return nil, err
+	}
+	return &SendResult{SentTo: otp.Mask(to), ResendAfter: s.cfg.Code.ResendAfter}, nil
+}
+
+func without(list []string, drop string) []string {
+	out := []string{}
+	for _, m := range list {
+		if m != drop {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// verifyFactor checks a code for one of the user's methods, consuming it.
+func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, method, code string) error {
+	user := users.Canonical(u.Name)
+	switch method {
+	case MethodTOTP:
+		if len(r.TOTP) == 0 {
+			return ErrNoMethod
+		}
+		secret, err := s.seal.open(r.TOTP, "totp:"+user)
+		if err != nil {
+			return &UnavailableError{err}
+		}
+		step, ok := otp.MatchTOTP(string(secret), code, s.now(), s.cfg.TOTP.Skew, r.TOTPLastStep)
+		if !ok {
+			return ErrInvalidCode
+		}
+		// Record the step before the session is issued: of concurrent
+		// submissions of one code only one creates the marker.
+		ttl := time.Duration(2*s.cfg.TOTP.Skew+2) * 30 * time.Second
+		_, created, err := s.store.PutIfAbsent(ctx, "totp-step:"+user+":"+strconv.FormatInt(step, 10), []byte{1}, ttl, s.now())
+		if err != nil {
+			return &UnavailableError{err}
+		}
+		if !created {
+			return ErrInvalidCode
+		}
+		for st := step - int64(s.cfg.TOTP.Skew); st < step; st++ {
+			if _, _, err := s.store.PutIfAbsent(ctx, "totp-step:"+user+":"+strconv.FormatInt(st, 10), []byte{1}, ttl, s.now()); err != nil {
+				return &UnavailableError{err}
+			}
+		}
+		fresh, err := s.loadRecord(ctx, user)
+		if err != nil {
+			return err
+		}
+		if step > fresh.TOTPLastStep {
+			fresh.TOTPLastStep = step
+			if err := s.saveRecord(ctx, user, fresh); err != nil {
+				return err
+			}
+		}
+		return nil
+	case MethodSMS, MethodVoice, MethodEmail:
+		_, err := s.checkCode(ctx, user, "login", code)
+		return err
+	case MethodBackup:
+		norm, ok := otp.NormalizeBackupCode(code)
+		if !ok || len(r.Backup) == 0 {
+			return ErrInvalidCode
+		}
+		h := hex.EncodeToString(s.codes.Hash("backup", user, norm))
+		// Each code is its own key: taking it is the atomic single use.
+		if _, err := s.store.Take(ctx, "backup:"+user+":"+h, s.now()); errors.Is(err, store.ErrNotFound) {
+			return ErrInvalidCode
+		} else if err != nil {
+			return &UnavailableError{err}
+		}
+		fresh, err := s.loadRecord(ctx, user)
+		if err != nil {
+			return err
+		}
+		fresh.Backup = without(fresh.Backup, h)
+		return s.saveRecord(ctx, user, fresh)
+	}
+	return &InvalidInputError{`Field "method" must be one of "totp", "sms", "voice", "email", "backup_code".`}
+}
+
+// VerifyResult is a passed second factor: a new session replaces the old.
+type VerifyResult struct {
+	Token      string
+	Session    *store.Session
+	BackupLeft int
+}
+
+// VerifyCode checks a second factor for a half-signed-in session (or a
+// signed-in one stepping up) and issues a new session at two_factor.
+func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code string, c Client) (*VerifyResult, error) {
+	st := res.Session.State
+	if st != store.StateSecondFactor && st != store.StateTwoFactor {
+		return nil, ErrForbidden
+	}
+	if code == "" {
+		return nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
+	}
+	user := res.Session.User
+	if err := s.factorLocked(ctx, user, c); err != nil {
+		return nil, err
+	}
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains([]string{MethodTOTP, MethodSMS, MethodVoice, MethodEmail, MethodBackup}, method) {
+		return nil, &InvalidInputError{`Field "method" must be one of "totp", "sms", "voice", "email", "backup_code".`}
+	}
+	if !slices.Contains(s.methodsOf(res.User, r), method) {
+		return nil, ErrNoMethod
+	}
+	if err := s.verifyFactor(ctx, res.User, r, method, code); err != nil {
+		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
+			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
+				return nil, ferr
+			}
+			s.audit.Info("second factor failed", zap.String("user", user), zap.String("method", method),
+				zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "invalid_code"))
+		}
+		return nil, err
+	}
+	if err := s.store.Delete(ctx, "fail:2fa:u:"+user); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	now := s.now()
+	token, id, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	next := *res.Session
+	next.ID = id
+	next.State = store.StateTwoFactor
+	next.SecondFactorAt = now
+	next.LastSeen = now
+	next.Device = ""
+	next.Pending = nil
+	if st == store.StateSecondFactor {
+		// The pending session's short lifetime gives way to the full one.
+		next.Expires = next.Created.Add(s.cfg.SessionLifetime)
+	}
+	if err := s.store.PutSession(ctx, &next); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	if err := s.store.DeleteSession(ctx, res.Session.ID); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	s.audit.Info("second factor passed", zap.String("user", user), zap.String("method", method),
+		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	fresh, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	return &VerifyResult{Token: token, Session: &next, BackupLeft: len(fresh.Backup)}, nil
+}
+
+func isTooManyTries(err error) bool {
+	var rl *RateLimitedError
+	return errors.As(err, &rl) && rl.tooManyTries
+}
+
+// --- enrolment and settings ---
+
+// canManage: signed in (either level), or enrolling.
+func canManage(res *Resolved) bool {
+	switch res.Session.State {
+	case store.StateOneFactor, store.StateTwoFactor, store.StateEnrollment:
+		return true
+	}
+	return false
+}
+
+// TOTPEnrollment is a new authenticator secret awaiting its first code.
+type TOTPEnrollment struct {
+	Secret string
+	URL    string
+	QRPNG  []byte
+}
+
+// EnrollTOTP starts adding an authenticator app: a new secret, kept
+// (sealed) until the user enters a correct first code.
+func (s *Service) EnrollTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollment, error) {
+	if !canManage(res) {
+		return nil, ErrForbidden
+	}
+	user := res.Session.User
+	if err := s.requireFullIfEnabled(ctx, res); err != nil {
+		return nil, err
+	}
+	key, err := otp.NewTOTPKey(s.cfg.TOTP.Issuer, res.User.Name)
+	if err != nil {
+		return nil, err
+	}
+	png, err := key.QRPNG(256)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := s.seal.seal([]byte(key.Secret), "totp-pending:"+user)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.Put(ctx, "totp-pending:"+user, sealed, 15*time.Minute, s.now()); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	return &TOTPEnrollment{Secret: key.Secret, URL: key.URL, QRPNG: png}, nil
+}
+
+// requireFullIfEnabled: once two-step is on, changing methods needs a
+// session that passed the second factor.
+func (s *Service) requireFullIfEnabled(ctx context.Context, res *Resolved) error {
+	if res.Session.State == store.StateTwoFactor || res.Session.State == store.StateEnrollment {
+		return nil
+	}
+	r, err := s.loadRecord(ctx, res.Session.User)
+	if err != nil {
+		return err
+	}
+	if s.enabled(res.User, r) {
+		return ErrForbidden
+	}
+	return nil
+}
+
+// ConfirmResult is what confirming a method returns: backup codes when
+// this turned two-step on (shown once).
+type ConfirmResult struct {
+	BackupCodes []string
+	TurnedOn    bool
+}
+
+// ConfirmTOTP checks the first code of a pending authenticator and makes
+// it a method; two-step turns on if it was off. The session rises to
+// two_factor (the user has just shown the factor).
+func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
+	if !canManage(res) {
+		return nil, ErrForbidden
+	}
+	if code == "" {
+		return nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
+	}
+	user := res.Session.User
+	if err := s.factorLocked(ctx, user, c); err != nil {
+		return nil, err
+	}
+	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrConflict
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	secret, err := s.seal.open(sealed, "totp-pending:"+user)
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	step, ok := otp.MatchTOTP(string(secret), code, s.now(), s.cfg.TOTP.Skew, 0)
+	if !ok {
+		if ferr := s.factorFailed(ctx, user, c); ferr != nil {
+			return nil, ferr
+		}
+		return nil, ErrInvalidCode
+	}
+	if _, err := s.store.Take(ctx, "totp-pending:"+user, s.now()); errors.Is(err, store.ErrNotFound) {
+		return nil, ErrInvalidCode // confirmed concurrently
+	} else if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if r.TOTP, err = s.seal.seal(secret, "totp:"+user); err != nil {
+		return nil, err
+	}
+	r.TOTPLastStep = step
+	out, err := s.turnOnWith(ctx, res, r, "authenticator app added")
+	if err != nil {
+		return nil, err
+	}
+	s.audit.Info("method added", zap.String("user", user), zap.String("method", MethodTOTP), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	return out, nil
+}
+
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+
+// SetPhone sends a confirmation code to a new phone number by sms or voice.
+func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method string, c Client) (*SendResult, error) {
+	if !canManage(res) {
+		return nil, ErrForbidden
+	}
+	if !e164.MatchString(phone) {
+		return nil, &InvalidInputError{`Field "phone" must be a number in international form, such as +15551234567.`}
+	}
+	if method != MethodSMS && method != MethodVoice {
+		return nil, &InvalidInputError{`Field "method" must be "sms" or "voice".`}
+	}
+	if s.senderFor(method) == nil {
+		return nil, ErrNoMethod
+	}
+	if err := s.requireFullIfEnabled(ctx, res); err != nil {
+		return nil, err
+	}
+	user := res.Session.User
+	if err := s.throttleSend(ctx, user, method); err != nil {
+		return nil, err
+	}
+	sealed, err := s.seal.seal([]byte(phone), "phone-pending:"+user)
+	if err != nil {
+		return nil, err
+	}
+	code, err := s.issueCode(ctx, user, "phone", method, sealed, method)
+	if err != nil {
+		return nil, err
+	}
+	alt := []string{}
+	if other := map[string]string{MethodSMS: MethodVoice, MethodVoice: MethodSMS}[method]; s.senderFor(other) != nil {
+		alt = append(alt, other)
+	}
+	if err := s.deliver(ctx, user, method, phone, code, alt); err != nil {
+		return nil, err
+	}
+	return &SendResult{SentTo: otp.Mask(phone), ResendAfter: s.cfg.Code.ResendAfter}, nil
+}
+
+// ConfirmPhone checks the code sent to the new number and makes it the
+// account's phone (sms and voice methods); two-step turns on if it was off.
+func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
+	if !canManage(res) {
+		return nil, ErrForbidden
+	}
+	if code == "" {
+		return nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
+	}
+	user := res.Session.User
+	if err := s.factorLocked(ctx, user, c); err != nil {
+		return nil, err
+	}
+	rec, err := s.checkCode(ctx, user, "phone", code)
+	if err != nil {
+		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
+			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
+				return nil, ferr
+			}
+		}
+		return nil, err
+	}
+	phone, err := s.seal.open(rec.Target, "phone-pending:"+user)
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if r.Phone, err = s.seal.seal(phone, "phone:"+user); err != nil {
+		return nil, err
+	}
+	r.PhoneLast4 = string(phone[len(phone)-4:])
+	out, err := s.turnOnWith(ctx, res, r, "phone number changed")
+	if err != nil {
+		return nil, err
+	}
+	s.audit.Info("method added", zap.String("user", user), zap.String("method", "phone"), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	return out, nil
+}
+
+// turnOnWith saves a record that gained a method: two-step turns on if it
+// was off (with a fresh set of backup codes), and the session rises to
+// two_factor.
+func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, event string) (*ConfirmResult, error) {
+	user := res.Session.User
+	out := &ConfirmResult{}
+	if !r.Enabled {
+		r.Enabled = true
+		out.TurnedOn = true
+		if len(r.Backup) == 0 {
+			codes, err := s.newBackupCodes(ctx, user, r)
+			if err != nil {
+				return nil, err
+			}
+			out.BackupCodes = codes
+		}
+	}
+	if err := s.saveRecord(ctx, user, r); err != nil {
+		return nil, err
+	}
+	sess := *res.Session
+	sess.State = store.StateTwoFactor
+	sess.SecondFactorAt = s.now()
+	if err := s.store.PutSession(ctx, &sess); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	res.Session = &sess
+	if out.TurnedOn {
+		s.mail(ctx, res.User, "Two-step verification is on",
+			"Two-step verification is now on for your account. Each sign-in will ask for a code as well as your password.")
+	} else {
+		s.mail(ctx, res.User, "Your sign-in methods changed", "Change to your account: "+event+".")
+	}
+	return out, nil
+}
+
+// newBackupCodes replaces the user's backup codes (r is saved by the caller).
+func (s *Service) newBackupCodes(ctx context.Context, user string, r *record) ([]string, error) {
+	codes, err := otp.NewBackupCodes(10)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range r.Backup {
+		if err := s.store.Delete(ctx, "backup:"+user+":"+h); err != nil {
+			return nil, &UnavailableError{err}
+		}
+	}
+	r.Backup = r.Backup[:0]
+	for _, c := range codes {
+		norm, _ := otp.NormalizeBackupCode(c)
+		h := hex.EncodeToString(s.codes.Hash("backup", user, norm))
+		if err := s.store.Put(ctx, "backup:"+user+":"+h, []byte{1}, 0, s.now()); err != nil {
+			return nil, &UnavailableError{err}
+		}
+		r.Backup = append(r.Backup, h)
+	}
+	return codes, nil
+}
+
+// RegenerateBackupCodes checks the password and issues 10 new backup codes;
+// the old ones stop working.
+func (s *Service) RegenerateBackupCodes(ctx context.Context, res *Resolved, password string, c Client) ([]string, error) {
+	if res.Session.State != store.StateOneFactor && res.Session.State != store.StateTwoFactor {
+		return nil, ErrForbidden
+	}
+	if err := s.requireFullIfEnabled(ctx, res); err != nil {
+		return nil, err
+	}
+	if err := s.checkPassword(ctx, res, password, c); err != nil {
+		return nil, err
+	}
+	user := res.Session.User
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	codes, err := s.newBackupCodes(ctx, user, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.saveRecord(ctx, user, r); err != nil {
+		return nil, err
+	}
+	s.audit.Info("backup codes regenerated", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	s.mail(ctx, res.User, "New backup codes", "New backup codes were made for your account. The old ones no longer work.")
+	return codes, nil
+}
+
+// checkPassword re-checks the signed-in user's password (regulated like
+// sign-in).
+func (s *Service) checkPassword(ctx context.Context, res *Resolved, password string, c Client) error {
+	if password == "" {
+		return &InvalidInputError{`Field "password" is required and must not be empty.`}
+	}
+	now := s.now()
+	userKey := "reg:u:" + res.Session.User
+	ipKey := "reg:ip:" + c.ip()
+	for _, k := range [...]string{userKey, ipKey} {
+		if until, err := s.bannedUntil(ctx, k, now); err != nil {
+			return &UnavailableError{err}
+		} else if !until.IsZero() {
+			return &RateLimitedError{RetryAfter: until.Sub(now)}
+		}
+	}
+	ok, err := s.verify(ctx, res.User.Hash, password)
+	if errors.Is(err, ErrBusy) {
+		return err
+	}
+	if err != nil || !ok {
+		if err := s.recordFailure(ctx, now, userKey, ipKey); err != nil {
+			return &UnavailableError{err}
+		}
+		return ErrInvalidCredentials
+	}
+	return nil
+}
+
+// SetTwoStep turns two-step on (only once a method is confirmed) or off
+// (with the password and a current code of any method).
+func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, password, code string, c Client) error {
+	if res.Session.State != store.StateOneFactor && res.Session.State != store.StateTwoFactor {
+		return ErrForbidden
+	}
+	user := res.Session.User
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return err
+	}
+	if enabled {
+		if !hasConfirmedMethod(res.User, r) {
+			return ErrConflict
+		}
+		if r.Enabled || s.cfg.TwoStepRequired {
+			return nil
+		}
+		r.Enabled = true
+		if err := s.saveRecord(ctx, user, r); err != nil {
+			return err
+		}
+		s.audit.Info("two-step turned on", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+		s.mail(ctx, res.User, "Two-step verification is on", "Two-step verification is now on for your account.")
+		return nil
+	}
+	if s.cfg.TwoStepRequired {
+		return ErrForbidden
+	}
+	if !s.enabled(res.User, r) {
+		return nil
+	}
+	if code == "" {
+		return &InvalidInputError{`Field "code" is required and must not be empty.`}
+	}
+	if err := s.checkPassword(ctx, res, password, c); err != nil {
+		return err
+	}
+	if err := s.factorLocked(ctx, user, c); err != nil {
+		return err
+	}
+	if err := s.anyFactor(ctx, res.User, r, code); err != nil {
+		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
+			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
+				return ferr
+			}
+		}
+		return err
+	}
+	fresh, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return err
+	}
+	fresh.Enabled = false
+	if err := s.saveRecord(ctx, user, fresh); err != nil {
+		return err
+	}
+	s.audit.Info("two-step turned off", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	s.mail(ctx, res.User, "Two-step verification is off",
+		"Two-step verification was turned off for your account. Your account is less secure without it: anyone with your password can now sign in. If this wasn't you, change your password and turn it back on.")
+	return nil
+}
+
+// anyFactor accepts a current code of any of the user's methods: an
+// authenticator code, an outstanding sms/voice/email code, or a backup code.
+func (s *Service) anyFactor(ctx context.Context, u *users.User, r *record, code string) error {
+	if len(r.TOTP) > 0 {
+		if err := s.verifyFactor(ctx, u, r, MethodTOTP, code); err == nil || !errors.Is(err, ErrInvalidCode) {
+			return err
+		}
+	}
+	if _, ok := otp.NormalizeCode(code, s.cfg.Code.Length); ok {
+		if err := s.verifyFactor(ctx, u, r, MethodSMS, code); err == nil || !errors.Is(err, ErrInvalidCode) {
+			return err
+		}
+	}
+	if len(r.Backup) > 0 {
+		return s.verifyFactor(ctx, u, r, MethodBackup, code)
+	}
+	return ErrInvalidCode
+}
+
+// mail tells the user about a change to their account, if email is
+// configured and the user has an address. Failures are logged, not fatal.
+func (s *Service) mail(ctx context.Context, u *users.User, subject, body string) {
+	if s.senders.Email == nil || u.Email == "" {
+		return
+	}
+	m := notify.Message{Channel: notify.ChannelEmail, To: u.Email, User: u.Name,
+		Subject: subject, Body: body + "\n\n— " + s.cfg.SiteName}
+	if err := s.senders.Email.Send(ctx, m); err != nil {
+		s.log.Warn("account email not sent", zap.String("user", u.Name), zap.String("subject", subject), zap.Error(err))
+	}
+}
