@@ -205,6 +205,14 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 	return s, nil
 }
 
+// SetTOTP sets the authenticator issuer name and the accepted skew.
+func (s *Service) SetTOTP(issuer string, skew uint) {
+	if issuer != "" {
+		s.cfg.TOTP.Issuer = issuer
+	}
+	s.cfg.TOTP.Skew = skew
+}
+
 // SetAuditLogger replaces the audit logger (named twostep.audit by Caddy glue).
 func (s *Service) SetAuditLogger(l *zap.Logger) {
 	if l != nil {
@@ -240,6 +248,8 @@ type SignInResult struct {
 	Token   string
 	Session *store.Session
 	User    *users.User
+	// Methods lists the second factors on offer (state second_factor).
+	Methods []string
 }
 
 // SignIn checks a password and issues a new session (a new token every time:
@@ -327,7 +337,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	s.audit.Info("signed in", zap.String("user", name), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"),
 		zap.String("level", sess.State.String()))
-	return &SignInResult{Token: token, Session: sess, User: u}, nil
+	out := &SignInResult{Token: token, Session: sess, User: u}
+	if state == store.StateSecondFactor {
+		if out.Methods, err = s.Methods(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func truncate(s string, n int) string {

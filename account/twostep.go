@@ -693,7 +693,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c
 	if err != nil {
 		return nil, &UnavailableError{err}
 	}
-	step, ok := otp.MatchTOTP(string(secret), code, s.now(), s.cfg.TOTP.Skew, 0)
+	step, ok := otp.MatchTOTP(string(secret), code, s.now(), s.cfg.TOTP.Skew, -1)
 	if !ok {
 		if ferr := s.factorFailed(ctx, user, c); ferr != nil {
 			return nil, ferr

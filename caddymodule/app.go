@@ -54,13 +54,33 @@ type App struct {
 	// Regulation bounds password guessing per user and per client IP.
 	Regulation *RegulationConfig `json:"regulation,omitempty"`
 
-	// SiteName is shown on the portal pages. Default: "Sign in".
+	// SiteName is shown on the portal pages and in messages.
 	SiteName string `json:"site_name,omitempty"`
+
+	// TOTP sets the authenticator-app method.
+	TOTP *TOTPConfig `json:"totp,omitempty"`
+
+	// Code sets one-time codes (sms, voice, email).
+	Code *CodeConfig `json:"code,omitempty"`
+
+	// SMS providers, tried in order (the second is a fallback).
+	SMS []ProviderConfig `json:"sms,omitempty"`
+
+	// Voice providers, tried in order.
+	Voice []ProviderConfig `json:"voice,omitempty"`
+
+	// Email is the SMTP server for codes and account notices.
+	Email *SMTPConfig `json:"email,omitempty"`
+
+	// DevOutbox keeps sent messages in memory and shows them at
+	// /.twostep/outbox. Refused on a non-loopback listener.
+	DevOutbox bool `json:"dev_outbox,omitempty"`
 
 	ctx     caddy.Context
 	logger  *zap.Logger
 	users   *users.File
 	poolKey string
+	senders account.Senders
 
 	run *appRun
 }
@@ -71,6 +91,54 @@ type appRun struct {
 	mu      sync.Mutex
 	service atomic.Pointer[account.Service]
 	cancel  context.CancelFunc
+}
+
+// TOTPConfig sets the authenticator-app method.
+type TOTPConfig struct {
+	// Issuer is the name authenticator apps show. Default: site_name.
+	Issuer string `json:"issuer,omitempty"`
+	// Skew is how many 30-second steps either side are accepted. Default 1.
+	Skew *uint `json:"skew,omitempty"`
+}
+
+// CodeConfig sets one-time codes.
+type CodeConfig struct {
+	// Length in digits (6–10). Default 6.
+	Length int `json:"length,omitempty"`
+	// Lifetime of a code. Default 10m.
+	Lifetime caddy.Duration `json:"lifetime,omitempty"`
+	// ResendAfter is the cooldown before another code by the same channel. Default 30s.
+	ResendAfter caddy.Duration `json:"resend_after,omitempty"`
+	// MaxSendsPerHour per user, every channel. Default 5.
+	MaxSendsPerHour int `json:"max_sends_per_hour,omitempty"`
+	// EmailCodes offers "email me a code" as a method.
+	EmailCodes bool `json:"email_codes,omitempty"`
+}
+
+// ProviderConfig is one sms or voice provider.
+type ProviderConfig struct {
+	// Type is "twilio" or "webhook".
+	Type string `json:"type"`
+	// Twilio: account SID, auth token, sending number, API base URL.
+	AccountSID string `json:"account_sid,omitempty"`
+	AuthToken  string `json:"auth_token,omitempty"`
+	From       string `json:"from,omitempty"`
+	Endpoint   string `json:"endpoint,omitempty"`
+	// Webhook: the URL and the HMAC secret.
+	URL    string `json:"url,omitempty"`
+	Secret string `json:"secret,omitempty"`
+}
+
+// SMTPConfig is the mail server.
+type SMTPConfig struct {
+	// Address is host:port.
+	Address  string `json:"address"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// From is the sender, e.g. "Security <security@example.com>".
+	From string `json:"from"`
+	// TLS is starttls (default), implicit or none.
+	TLS string `json:"tls,omitempty"`
 }
 
 // StoreConfig selects the store backend.
@@ -147,9 +215,36 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.TwoStep == "" {
 		a.TwoStep = "optional"
 	}
+	if a.TOTP == nil {
+		a.TOTP = &TOTPConfig{}
+	}
+	if a.TOTP.Skew == nil {
+		one := uint(1)
+		a.TOTP.Skew = &one
+	}
+	if a.Code == nil {
+		a.Code = &CodeConfig{}
+	}
+	if a.Code.Length == 0 {
+		a.Code.Length = 6
+	}
+	if a.Code.Lifetime == 0 {
+		a.Code.Lifetime = caddy.Duration(10 * time.Minute)
+	}
+	if a.Code.ResendAfter == 0 {
+		a.Code.ResendAfter = caddy.Duration(30 * time.Second)
+	}
+	if a.Code.MaxSendsPerHour == 0 {
+		a.Code.MaxSendsPerHour = 5
+	}
 	if err := a.Validate(); err != nil {
 		return err
 	}
+	senders, err := a.buildSenders()
+	if err != nil {
+		return err
+	}
+	a.senders = senders
 	a.CookieDomain = strings.ToLower(strings.TrimSuffix(a.CookieDomain, "."))
 	if a.UsersFile != "" {
 		f, err := users.Open(a.UsersFile, a.logger.Named("users"))
@@ -174,8 +269,20 @@ func (a *App) Validate() error {
 	if a.Secret != "" && len(a.Secret) < 32 {
 		return fmt.Errorf("twostep: secret is %d bytes long; it must be at least 32", len(a.Secret))
 	}
-	if a.TwoStep != "optional" {
-		return fmt.Errorf("twostep: two_step %q is not supported (want optional)", a.TwoStep)
+	if a.TwoStep != "optional" && a.TwoStep != "required" {
+		return fmt.Errorf("twostep: two_step %q: want optional or required", a.TwoStep)
+	}
+	if a.TOTP.Skew != nil && *a.TOTP.Skew > 10 {
+		return fmt.Errorf("twostep: totp: skew %d is too wide (at most 10 steps)", *a.TOTP.Skew)
+	}
+	if a.Code.Length < 6 || a.Code.Length > 10 {
+		return fmt.Errorf("twostep: code: length %d: want 6 to 10 digits", a.Code.Length)
+	}
+	if a.Code.Lifetime < 0 || a.Code.ResendAfter < 0 || a.Code.MaxSendsPerHour < 0 {
+		return errors.New("twostep: code: values must be positive")
+	}
+	if a.Code.EmailCodes && a.Email == nil && !a.DevOutbox {
+		return errors.New("twostep: code: email_codes needs an `email` server (or dev_outbox)")
 	}
 	if a.Session.Idle < 0 || a.Session.Lifetime < 0 {
 		return errors.New("twostep: session: durations must be positive")
@@ -212,6 +319,9 @@ var stores = caddy.NewUsagePool()
 // Start opens (or shares) the store, settles the secret and starts the
 // users-file watcher.
 func (a *App) Start() error {
+	if err := a.checkOutboxListeners(); err != nil {
+		return err
+	}
 	a.poolKey = "bolt:" + a.Store.Path
 	val, _, err := stores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
@@ -242,12 +352,26 @@ func (a *App) Start() error {
 			FindTime:   time.Duration(a.Regulation.FindTime),
 			BanTime:    time.Duration(a.Regulation.BanTime),
 		},
-		Secret: secret,
+		Secret:          secret,
+		TwoStepRequired: a.TwoStep == "required",
+		Code: account.CodeConfig{
+			Length:          a.Code.Length,
+			Lifetime:        time.Duration(a.Code.Lifetime),
+			ResendAfter:     time.Duration(a.Code.ResendAfter),
+			MaxSendsPerHour: a.Code.MaxSendsPerHour,
+			EmailCodes:      a.Code.EmailCodes,
+		},
+		SiteName: a.SiteName,
+		Senders:  a.senders,
 	}, st, a.users, nil, a.logger)
+	if err == nil {
+		svc.SetTOTP(a.TOTP.Issuer, *a.TOTP.Skew)
+	}
 	if err != nil {
 		_, _ = stores.Delete(a.poolKey)
 		return fmt.Errorf("twostep: %w", err)
 	}
+	
 	svc.SetAuditLogger(a.logger.Named("audit"))
 	ctx, cancel := context.WithCancel(context.Background())
 	a.users.Watch(ctx)

@@ -117,6 +117,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Env:          requestEnv,
 		Log:          h.logger.Named("portal"),
 	}
+	if h.app.DevOutbox {
+		h.portal.Outbox = devOutbox
+	}
 	return nil
 }
 

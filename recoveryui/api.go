@@ -34,8 +34,36 @@ func (p *Portal) serveAPI(w http.ResponseWriter, r *http.Request, env Env, name 
 			return
 		}
 		p.apiMe(w, r, env)
+	case "outbox":
+		if !isSafeMethod(r.Method) {
+			p.methodNotAllowed(w, r, "GET")
+			return
+		}
+		p.apiOutbox(w, r)
 	default:
+		if h, ok := p.postAPI()[name]; ok {
+			if r.Method != http.MethodPost {
+				p.methodNotAllowed(w, r, "POST")
+				return
+			}
+			h(w, r, env)
+			return
+		}
 		WriteError(w, http.StatusNotFound, "not_found", "There is no such API endpoint.")
+	}
+}
+
+// postAPI lists the POST endpoints of the two-step flows.
+func (p *Portal) postAPI() map[string]func(http.ResponseWriter, *http.Request, Env) {
+	return map[string]func(http.ResponseWriter, *http.Request, Env){
+		"code/send":     p.apiCodeSend,
+		"code/verify":   p.apiCodeVerify,
+		"two_step":      p.apiTwoStep,
+		"totp/enroll":   p.apiTOTPEnroll,
+		"totp/confirm":  func(w http.ResponseWriter, r *http.Request, e Env) { p.apiConfirm(w, r, e, false) },
+		"phone":         p.apiPhone,
+		"phone/confirm": func(w http.ResponseWriter, r *http.Request, e Env) { p.apiConfirm(w, r, e, true) },
+		"backup_codes":  p.apiBackupCodes,
 	}
 }
 
@@ -74,17 +102,20 @@ func (p *Portal) apiLogin(w http.ResponseWriter, r *http.Request, env Env) {
 		return
 	}
 	p.setSession(w, env, res.Token, res.Session.Expires)
-	WriteJSON(w, http.StatusOK, stateResponse(res.Session))
+	WriteJSON(w, http.StatusOK, stateResponse(res.Session, res.Methods))
 }
 
-func stateResponse(s *store.Session) LoginResponse {
+func stateResponse(s *store.Session, methods []string) LoginResponse {
 	switch s.State {
 	case store.StateOneFactor, store.StateTwoFactor:
 		return LoginResponse{State: "authenticated", Level: s.State.String()}
 	case store.StateEnrollment:
 		return LoginResponse{State: "enrollment_required"}
 	}
-	return LoginResponse{State: "second_factor", Methods: []string{}}
+	if methods == nil {
+		methods = []string{}
+	}
+	return LoginResponse{State: "second_factor", Methods: methods}
 }
 
 // MeResponse is the body of api/me.
@@ -121,12 +152,17 @@ func (p *Portal) apiMe(w http.ResponseWriter, r *http.Request, env Env) {
 	if groups == nil {
 		groups = []string{}
 	}
+	info, err := p.Account.TwoStep(r.Context(), res.User)
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
 	WriteJSON(w, http.StatusOK, MeResponse{
 		User:    res.User.Name,
 		Name:    res.User.DisplayName,
 		Email:   res.User.Email,
 		Groups:  groups,
 		Level:   res.Session.State.String(),
-		TwoStep: TwoStepInfo{Enabled: false, Methods: []string{}},
+		TwoStep: TwoStepInfo{Enabled: info.Enabled, Methods: info.Methods},
 	})
 }

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/notify"
 	"github.com/twostep-auth/twostep/policy"
 )
 
@@ -65,6 +66,8 @@ type Portal struct {
 	// Env extracts request facts (scheme, client IP) the glue knows.
 	Env func(r *http.Request) Env
 	Log *zap.Logger
+	// Outbox, when set (dev_outbox), is shown at /.twostep/outbox.
+	Outbox *notify.Outbox
 }
 
 // SessionCookieName is the session cookie's name: `__Host-twostep` on HTTPS
@@ -479,4 +482,8 @@ func (p *Portal) resolve(ctx context.Context, r *http.Request, env Env) (*accoun
 func (p *Portal) RenderError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
 	setSecurityHeaders(w.Header(), p.CookieDomain)
 	p.fail(w, r, status, code, message)
+}
+
+func deliveryFields(df *account.DeliveryFailedError) []zap.Field {
+	return []zap.Field{zap.String("channel", df.Channel), zap.Error(df.Err)}
 }

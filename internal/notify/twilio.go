@@ -125,6 +125,9 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 	if err := t.Validate(); err != nil {
 		return failure(name, 0, err, secrets...)
 	}
+	if m.Channel != ChannelSMS && m.Channel != ChannelVoice {
+		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel))
+	}
 	if !IsE164(m.To) {
 		return failure(name, 0, fmt.Errorf("%w: not an E.164 phone number", ErrInvalidRecipient))
 	}

@@ -93,13 +93,15 @@ func (h *Hasher) Hash(purpose, subject, code string) []byte {
 		strings.IndexByte(purpose, 0) >= 0 || strings.IndexByte(subject, 0) >= 0 {
 		return nil
 	}
+	msg := make([]byte, 0, len(purpose)+len(subject)+len(norm)+2)
+	msg = append(msg, purpose...)
+	msg = append(msg, 0)
+	msg = append(msg, subject...)
+	msg = append(msg, 0)
+	msg = append(msg, norm...)
 	m := hmac.New(sha256.New, h.key)
-	io.WriteString(m, purpose)
-	m.Write([]byte{0})
-	io.WriteString(m, subject)
-	m.Write([]byte{0})
-	io.WriteString(m, norm)
-	return m.Sum(nil)
+	m.Write(msg)
+	return m.Sum(make([]byte, 0, HashSize))
 }
 
 // Equal reports, in constant time, whether stored is Hash(purpose, subject,
@@ -117,12 +119,7 @@ func normalizeFor(purpose, code string) (string, bool) {
 	if purpose == PurposeBackup {
 		return NormalizeBackupCode(code)
 	}
-	for n := MinCodeLength; n <= MaxCodeLength; n++ {
-		if s, ok := NormalizeCode(code, n); ok {
-			return s, true
-		}
-	}
-	return "", false
+	return normalizeDigits(code, MinCodeLength, MaxCodeLength)
 }
 
 // maskBullets is what Mask shows for anything it will not partly reveal.

@@ -251,3 +251,24 @@ func TestMask(t *testing.T) {
 		}
 	}
 }
+
+// TestHasherConcurrent: one Hasher serves many goroutines (run with -race).
+func TestHasherConcurrent(t *testing.T) {
+	h := testHasher(t)
+	stored := h.Hash("sms-login", "alice", "123456")
+	done := make(chan bool)
+	for range 8 {
+		go func() {
+			ok := true
+			for range 200 {
+				ok = ok && h.Equal(stored, "sms-login", "alice", "123456") && !h.Equal(stored, "sms-login", "bob", "123456")
+			}
+			done <- ok
+		}()
+	}
+	for range 8 {
+		if !<-done {
+			t.Error("wrong answer under concurrency")
+		}
+	}
+}

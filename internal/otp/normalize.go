@@ -44,7 +44,12 @@ func trimASCIISpace(s string) string {
 //
 // The result is made of ASCII digits only, so NormalizeCode is idempotent.
 func NormalizeCode(s string, digits int) (string, bool) {
-	if len(s) > MaxInputLen || digits < 1 || digits > MaxInputLen {
+	return normalizeDigits(s, digits, digits)
+}
+
+// normalizeDigits is NormalizeCode accepting minDigits to maxDigits digits.
+func normalizeDigits(s string, minDigits, maxDigits int) (string, bool) {
+	if len(s) > MaxInputLen || minDigits < 1 || maxDigits > MaxInputLen || minDigits > maxDigits {
 		return "", false
 	}
 	s = trimASCIISpace(s)
@@ -65,13 +70,13 @@ func NormalizeCode(s string, digits int) (string, bool) {
 		default:
 			return "", false
 		}
-		if n == digits {
+		if n == maxDigits {
 			return "", false
 		}
 		buf[n] = d
 		n++
 	}
-	if n != digits {
+	if n < minDigits {
 		return "", false
 	}
 	return string(buf[:n]), true

@@ -21,7 +21,7 @@ import (
 var rfcSecret = base32.StdEncoding.EncodeToString([]byte("12345678901234567890"))
 
 // codeN computes the digits-long HOTP value of secret for counter.
-func codeN(t *testing.T, secret string, counter uint64, digits int) string {
+func codeN(t testing.TB, secret string, counter uint64, digits int) string {
 	t.Helper()
 	key, ok := decodeSecret(secret)
 	if !ok {
@@ -33,7 +33,7 @@ func codeN(t *testing.T, secret string, counter uint64, digits int) string {
 }
 
 // codeAt is the 6-digit TOTP code of secret for step.
-func codeAt(t *testing.T, secret string, step int64) string {
+func codeAt(t testing.TB, secret string, step int64) string {
 	return codeN(t, secret, uint64(step), TOTPDigits)
 }
 

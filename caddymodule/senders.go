@@ -1,0 +1,129 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/notify"
+)
+
+// devOutbox is the process's developer outbox (kept across reloads).
+var devOutbox = notify.NewOutbox(100)
+
+// buildSenders turns the sms, voice and email options into senders,
+// checking every value. With dev_outbox, channels without a provider
+// deliver to the outbox, and those with one are copied to it.
+func (a *App) buildSenders() (account.Senders, error) {
+	var out account.Senders
+	var err error
+	if out.SMS, err = a.providers("sms", a.SMS); err != nil {
+		return out, err
+	}
+	if out.Voice, err = a.providers("voice", a.Voice); err != nil {
+		return out, err
+	}
+	if a.Email != nil {
+		host, portStr, err := net.SplitHostPort(a.Email.Address)
+		if err != nil {
+			return out, fmt.Errorf("twostep: email smtp: address %q: want host:port", a.Email.Address)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port < 1 || port > 65535 {
+			return out, fmt.Errorf("twostep: email smtp: port %q is not a port number", portStr)
+		}
+		m := &notify.SMTP{Host: host, Port: port, Username: a.Email.Username, Password: a.Email.Password,
+			From: a.Email.From, TLS: a.Email.TLS}
+		if err := m.Validate(); err != nil {
+			return out, fmt.Errorf("twostep: email smtp: %w", err)
+		}
+		out.Email = m
+	}
+	if a.DevOutbox {
+		out.SMS = withOutbox(out.SMS, "outbox-sms")
+		out.Voice = withOutbox(out.Voice, "outbox-voice")
+		out.Email = withOutbox(out.Email, "outbox-email")
+	}
+	return out, nil
+}
+
+func withOutbox(s notify.Sender, name string) notify.Sender {
+	if s == nil {
+		return devOutbox.Sender(name)
+	}
+	return notify.Tee(devOutbox, s)
+}
+
+func (a *App) providers(channel string, list []ProviderConfig) (notify.Sender, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	var senders []notify.Sender
+	for i, pc := range list {
+		where := fmt.Sprintf("twostep: %s provider %d (%s)", channel, i+1, pc.Type)
+		switch pc.Type {
+		case "twilio":
+			t := &notify.Twilio{AccountSID: pc.AccountSID, AuthToken: pc.AuthToken, From: pc.From, Endpoint: pc.Endpoint, Timeout: 10 * time.Second}
+			if err := t.Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			senders = append(senders, t)
+		case "webhook":
+			w := &notify.Webhook{URL: pc.URL, Secret: pc.Secret, Label: fmt.Sprintf("webhook-%d", i+1)}
+			if err := w.Validate(); err != nil {
+				return nil, fmt.Errorf("%s: %w", where, err)
+			}
+			senders = append(senders, w)
+		default:
+			return nil, fmt.Errorf("twostep: %s provider %d: unknown type %q (want twilio or webhook)", channel, i+1, pc.Type)
+		}
+	}
+	if len(senders) == 1 {
+		return senders[0], nil
+	}
+	return &notify.Fallback{Senders: senders, Logger: a.logger.Named("notify")}, nil
+}
+
+// checkOutboxListeners refuses dev_outbox when any HTTP server listens
+// beyond loopback: the outbox shows codes to whoever asks.
+func (a *App) checkOutboxListeners() error {
+	if !a.DevOutbox {
+		return nil
+	}
+	appIface, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return nil // no HTTP servers at all
+	}
+	httpApp, ok := appIface.(*caddyhttp.App)
+	if !ok {
+		return nil
+	}
+	for name, srv := range httpApp.Servers {
+		for _, l := range srv.Listen {
+			na, err := caddy.ParseNetworkAddress(l)
+			if err != nil {
+				return fmt.Errorf("twostep: dev_outbox: server %s: listener %q: %v", name, l, err)
+			}
+			if !isLoopbackHost(na.Host) {
+				return fmt.Errorf("twostep: dev_outbox shows one-time codes to anyone who can reach it, so it runs only on loopback listeners; server %s listens on %q (set `default_bind 127.0.0.1 [::1]` or remove dev_outbox)", name, l)
+			}
+		}
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	h = strings.Trim(h, "[]")
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
