@@ -20,8 +20,7 @@ func init() {
 // Options of the global block that later versions add; naming one is an
 // error rather than being silently ignored.
 var notYetGlobal = map[string]bool{
-	"trusted_device": true, "totp": true, "code": true, "sms": true, "voice": true,
-	"email": true, "oidc": true, "recovery": true, "dev_outbox": true,
+	"trusted_device": true, "oidc": true, "recovery": true,
 }
 
 // parseGlobal reads the `twostep` global option:
@@ -42,6 +41,33 @@ var notYetGlobal = map[string]bool{
 //			find_time <duration>
 //			ban_time <duration>
 //		}
+//		totp {
+//			issuer <name>
+//			skew <steps>
+//		}
+//		code {
+//			length <digits>
+//			lifetime <duration>
+//			resend_after <duration>
+//			max_sends_per_hour <n>
+//			email_codes on|off
+//		}
+//		sms|voice twilio {
+//			account_sid <sid>
+//			auth_token <token>
+//			from <E.164 number>
+//			endpoint <url>
+//		}
+//		sms|voice webhook <url> {
+//			secret <secret>
+//		}
+//		email smtp <host:port> {
+//			username <user>
+//			password <password>
+//			from <address>
+//			tls starttls|implicit|none
+//		}
+//		dev_outbox
 //	}
 func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
@@ -78,9 +104,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			switch app.TwoStep {
-			case "optional":
-			case "required":
-				return nil, d.Errf("two_step required is not available in this version (enrolment pages are not part of it); use two_step optional")
+			case "optional", "required":
 			default:
 				return nil, d.Errf("two_step %q: want optional or required", app.TwoStep)
 			}
@@ -134,13 +158,9 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				switch d.Val() {
 				case "max_retries":
-					var s string
-					if err := oneArg(d, &s); err != nil {
+					n, err := intArg(d, 1, 1000)
+					if err != nil {
 						return nil, err
-					}
-					n, err := strconv.Atoi(s)
-					if err != nil || n < 1 || n > 1000 {
-						return nil, d.Errf("regulation: max_retries %q: want a whole number from 1 to 1000", s)
 					}
 					app.Regulation.MaxRetries = n
 				case "find_time":
@@ -155,6 +175,77 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Errf("regulation: unknown option %q (want max_retries, find_time or ban_time)", d.Val())
 				}
 			}
+		case "totp":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.TOTP = new(TOTPConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "issuer":
+					if err := oneArg(d, &app.TOTP.Issuer); err != nil {
+						return nil, err
+					}
+				case "skew":
+					n, err := intArg(d, 0, 10)
+					if err != nil {
+						return nil, err
+					}
+					u := uint(n)
+					app.TOTP.Skew = &u
+				default:
+					return nil, d.Errf("totp: unknown option %q (want issuer or skew)", d.Val())
+				}
+			}
+		case "code":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.Code = new(CodeConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				var err error
+				switch d.Val() {
+				case "length":
+					app.Code.Length, err = intArg(d, 6, 10)
+				case "lifetime":
+					err = durationArg(d, &app.Code.Lifetime)
+				case "resend_after":
+					err = durationArg(d, &app.Code.ResendAfter)
+				case "max_sends_per_hour":
+					app.Code.MaxSendsPerHour, err = intArg(d, 1, 1000)
+				case "email_codes":
+					app.Code.EmailCodes, err = onOff(d)
+				default:
+					return nil, d.Errf("code: unknown option %q (want length, lifetime, resend_after, max_sends_per_hour or email_codes)", d.Val())
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+		case "sms", "voice":
+			pc, err := parseProvider(d, opt)
+			if err != nil {
+				return nil, err
+			}
+			if opt == "sms" {
+				app.SMS = append(app.SMS, pc)
+			} else {
+				app.Voice = append(app.Voice, pc)
+			}
+		case "email":
+			if app.Email != nil {
+				return nil, d.Err("email: only one mail server may be configured")
+			}
+			em, err := parseEmail(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Email = em
+		case "dev_outbox":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.DevOutbox = true
 		default:
 			if notYetGlobal[opt] {
 				return nil, d.Errf("twostep option %q is not available in this version", opt)
@@ -163,6 +254,124 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: "twostep", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
+	name := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, d.Errf("%s %q: want a whole number from %d to %d", name, s, lo, hi)
+	}
+	return n, nil
+}
+
+func onOff(d *caddyfile.Dispenser) (bool, error) {
+	name := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return false, err
+	}
+	switch s {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("%s %q: want on or off", name, s)
+}
+
+// parseProvider reads `sms|voice twilio { … }` or `sms|voice webhook <url> { secret … }`.
+func parseProvider(d *caddyfile.Dispenser, channel string) (ProviderConfig, error) {
+	var pc ProviderConfig
+	if !d.NextArg() {
+		return pc, d.Errf("%s: missing provider (twilio or webhook)", channel)
+	}
+	pc.Type = d.Val()
+	switch pc.Type {
+	case "twilio":
+		if d.NextArg() {
+			return pc, d.Errf("%s twilio: takes a block, not %q", channel, d.Val())
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			var err error
+			switch d.Val() {
+			case "account_sid":
+				err = oneArg(d, &pc.AccountSID)
+			case "auth_token":
+				err = oneArg(d, &pc.AuthToken)
+			case "from":
+				err = oneArg(d, &pc.From)
+			case "endpoint":
+				err = oneArg(d, &pc.Endpoint)
+			default:
+				return pc, d.Errf("%s twilio: unknown option %q (want account_sid, auth_token, from or endpoint)", channel, d.Val())
+			}
+			if err != nil {
+				return pc, err
+			}
+		}
+	case "webhook":
+		if !d.NextArg() {
+			return pc, d.Errf("%s webhook: missing URL", channel)
+		}
+		pc.URL = d.Val()
+		if d.NextArg() {
+			return pc, d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			switch d.Val() {
+			case "secret":
+				if err := oneArg(d, &pc.Secret); err != nil {
+					return pc, err
+				}
+			default:
+				return pc, d.Errf("%s webhook: unknown option %q (want secret)", channel, d.Val())
+			}
+		}
+	default:
+		return pc, d.Errf("%s %q: want twilio or webhook", channel, pc.Type)
+	}
+	return pc, nil
+}
+
+// parseEmail reads `email smtp <host:port> { … }`.
+func parseEmail(d *caddyfile.Dispenser) (*SMTPConfig, error) {
+	if !d.NextArg() || d.Val() != "smtp" {
+		return nil, d.Errf("email: want `email smtp <host:port> { … }`")
+	}
+	em := new(SMTPConfig)
+	if !d.NextArg() {
+		return nil, d.Errf("email smtp: missing host:port")
+	}
+	em.Address = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "username":
+			err = oneArg(d, &em.Username)
+		case "password":
+			err = oneArg(d, &em.Password)
+		case "from":
+			err = oneArg(d, &em.From)
+		case "tls":
+			if err = oneArg(d, &em.TLS); err == nil && em.TLS != "starttls" && em.TLS != "implicit" && em.TLS != "none" {
+				err = d.Errf("tls %q: want starttls, implicit or none", em.TLS)
+			}
+		default:
+			return nil, d.Errf("email smtp: unknown option %q (want username, password, from or tls)", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return em, nil
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {

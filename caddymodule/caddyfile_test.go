@@ -59,7 +59,16 @@ func TestCaddyfileErrors(t *testing.T) {
 		name, in, want string
 	}{
 		{"unknown global option", global("\t\tfrobnicate on"), `unknown twostep option "frobnicate", at Caddyfile:4`},
-		{"later option", global("\t\tdev_outbox"), `twostep option "dev_outbox" is not available in this version`},
+		{"later option", global("\t\trecovery {\n\t\t}"), `twostep option "recovery" is not available in this version`},
+		{"sms provider", global("\t\tsms carrier-pigeon"), `sms "carrier-pigeon": want twilio or webhook`},
+		{"twilio option", global("\t\tsms twilio {\n\t\t\tsid x\n\t\t}"), `sms twilio: unknown option "sid"`},
+		{"webhook without URL", global("\t\tvoice webhook"), "voice webhook: missing URL"},
+		{"smtp tls", global("\t\temail smtp mail:25 {\n\t\t\ttls maybe\n\t\t}"), `tls "maybe": want starttls, implicit or none`},
+		{"email needs smtp", global("\t\temail sendmail"), "email: want `email smtp <host:port> { … }`"},
+		{"skew range", global("\t\ttotp {\n\t\t\tskew 11\n\t\t}"), `skew "11": want a whole number from 0 to 10`},
+		{"code length", global("\t\tcode {\n\t\t\tlength 4\n\t\t}"), `length "4": want a whole number from 6 to 10`},
+		{"email_codes value", global("\t\tcode {\n\t\t\temail_codes yes\n\t\t}"), `email_codes "yes": want on or off`},
+		{"dev_outbox takes no value", global("\t\tdev_outbox on"), "wrong argument count"},
 		{"short secret", global("\t\tsecret short"), "secret is 5 bytes long; it must be at least 32"},
 		{"bad duration", global("\t\tsession {\n\t\t\tidle soon\n\t\t}"), `idle "soon": not a duration (e.g. 30m, 12h, 7d), at Caddyfile:5`},
 		{"unknown session option", global("\t\tsession {\n\t\t\tforever 1\n\t\t}"), `session: unknown option "forever"`},

@@ -155,6 +155,7 @@ func TestWebhookFailures(t *testing.T) {
 		wantStatus int
 		wantIs     error
 	}{
+		// The failing receiver echoes the request, code included.
 		{"500", Webhook{URL: failing.URL, Secret: testWebhookSecret}, msg, 500, nil},
 		{"404", Webhook{URL: gone.URL, Secret: testWebhookSecret}, msg, 404, nil},
 		{"wrong secret", Webhook{URL: otherSrv.URL, Secret: testWebhookSecret}, msg, 401, nil},
@@ -177,6 +178,9 @@ func TestWebhookFailures(t *testing.T) {
 			}
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("error %v is not %v", err, tc.wantIs)
+			}
+			if tc.wantStatus == 500 && !strings.Contains(err.Error(), `"body":"Your code is [redacted]"`) {
+				t.Errorf("error %q does not show the scrubbed answer", err)
 			}
 			assertNoSecrets(t, err, testWebhookSecret, tc.msg.Code, "url-token-31337")
 		})
@@ -224,13 +228,13 @@ func TestWebhookValidate(t *testing.T) {
 		wh   Webhook
 		ok   bool
 	}{
-		{"https", Webhook{URL: "https://sms.internal/send", Secret: "s"}, true},
-		{"http with port", Webhook{URL: "http://127.0.0.1:8080/send?queue=otp", Secret: "s"}, true},
-		{"no URL", Webhook{Secret: "s"}, false},
-		{"relative", Webhook{URL: "/send", Secret: "s"}, false},
-		{"ftp", Webhook{URL: "ftp://sms.internal/send", Secret: "s"}, false},
-		{"no host", Webhook{URL: "https:///send", Secret: "s"}, false},
-		{"fragment", Webhook{URL: "https://sms.internal/send#x", Secret: "s"}, false},
+		{"https", Webhook{URL: "https://sms.internal/send", Secret: testWebhookSecret}, true},
+		{"http with port", Webhook{URL: "http://127.0.0.1:8080/send?queue=otp", Secret: testWebhookSecret}, true},
+		{"no URL", Webhook{Secret: testWebhookSecret}, false},
+		{"relative", Webhook{URL: "/send", Secret: testWebhookSecret}, false},
+		{"ftp", Webhook{URL: "ftp://sms.internal/send", Secret: testWebhookSecret}, false},
+		{"no host", Webhook{URL: "https:///send", Secret: testWebhookSecret}, false},
+		{"fragment", Webhook{URL: "https://sms.internal/send#x", Secret: testWebhookSecret}, false},
 		{"no secret", Webhook{URL: "https://sms.internal/send"}, false},
 	}
 	for _, tc := range tests {
