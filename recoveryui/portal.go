@@ -120,6 +120,14 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.loginPage(w, r, env)
 	case "logout":
 		p.logoutPage(w, r, env)
+	case "challenge":
+		p.challengePage(w, r, env)
+	case "help":
+		p.helpPage(w, r, env)
+	case "settings":
+		p.settingsPage(w, r, env)
+	case "outbox":
+		p.outboxPage(w, r)
 	case "assets/style.css":
 		if !isSafeMethod(r.Method) {
 			p.methodNotAllowed(w, r, "GET")
@@ -442,6 +450,30 @@ type pageData struct {
 	Return   string
 	Username string
 	User     string
+
+	// Challenge and help pages.
+	Method       string
+	Methods      []methodView
+	CodeSent     bool
+	Alternatives []methodView
+
+	// Settings page.
+	Enroll      bool
+	TwoStep     *account.TwoStepInfo
+	QR          template.URL
+	Secret      string
+	ConfirmTOTP bool
+	ConfirmPh   bool
+	Codes       []string
+	Phone       string
+
+	// Outbox page.
+	Outbox []notify.OutboxEntry
+}
+
+// methodView is a method as the pages show it.
+type methodView struct {
+	Name, Label, Action string
 }
 
 func (p *Portal) render(w http.ResponseWriter, status int, name string, d pageData) {

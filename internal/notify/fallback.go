@@ -95,7 +95,11 @@ func (f *Fallback) Deliver(ctx context.Context, m Message) (string, error) {
 		}
 		var de *DeliveryError
 		if !errors.As(err, &de) {
-			err = failure(name, 0, err, m.Code)
+			var phone string
+			if m.Channel == ChannelSMS || m.Channel == ChannelVoice {
+				phone = m.To
+			}
+			err = failure(name, 0, err, hider(phone, m.Code))
 		}
 		all.Providers = append(all.Providers, name)
 		all.Errs = append(all.Errs, err)

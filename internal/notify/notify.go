@@ -132,34 +132,60 @@ func (r *redactedError) Unwrap() error { return r.err }
 
 const redactedMark = "[redacted]"
 
-// scrub removes every non-empty secret from s.
-func scrub(s string, secrets ...string) string {
+// hider builds the replacer that scrubs error texts: every non-empty secret
+// becomes "[redacted]", and the recipient's phone number (with or without
+// its "+") becomes its masked form, "•••• 4567", as the portal shows it.
+// Phone numbers are personal data the store keeps encrypted; logs get no
+// more than the last digits.
+func hider(phone string, secrets ...string) *strings.Replacer {
+	var pairs []string
 	for _, sec := range secrets {
 		if sec != "" {
-			s = strings.ReplaceAll(s, sec, redactedMark)
+			pairs = append(pairs, sec, redactedMark)
 		}
 	}
-	return s
-}
-
-// redact returns err unchanged when its text contains none of secrets, and a
-// wrapper with the secrets removed from the text otherwise.
-func redact(err error, secrets ...string) error {
-	if err == nil {
+	if phone != "" {
+		masked := MaskPhone(phone)
+		pairs = append(pairs, phone, masked)
+		if digits := strings.TrimPrefix(phone, "+"); digits != phone && digits != "" {
+			pairs = append(pairs, digits, masked)
+		}
+	}
+	if len(pairs) == 0 {
 		return nil
 	}
+	return strings.NewReplacer(pairs...)
+}
+
+// MaskPhone hides all but the last four digits of a phone number:
+// "+15551234567" → "•••• 4567". Numbers of six digits or fewer are hidden
+// entirely ("••••").
+func MaskPhone(phone string) string {
+	digits := strings.TrimPrefix(phone, "+")
+	if len(digits) <= 6 {
+		return "••••"
+	}
+	return "•••• " + digits[len(digits)-4:]
+}
+
+// redact returns err unchanged when h changes nothing in its text, and a
+// wrapper with the scrubbed text (and the same chain) otherwise.
+func redact(err error, h *strings.Replacer) error {
+	if err == nil || h == nil {
+		return err
+	}
 	msg := err.Error()
-	clean := scrub(msg, secrets...)
+	clean := h.Replace(msg)
 	if clean == msg {
 		return err
 	}
 	return &redactedError{msg: clean, err: err}
 }
 
-// failure builds the DeliveryError of a provider, scrubbing secrets (and the
-// code) from the cause's text.
-func failure(provider string, status int, err error, secrets ...string) *DeliveryError {
-	return &DeliveryError{Provider: provider, Status: status, Err: redact(stripURL(err), secrets...)}
+// failure builds the DeliveryError of a provider, scrubbing the cause's text
+// with h (nil when the cause cannot contain anything to hide).
+func failure(provider string, status int, err error, h *strings.Replacer) *DeliveryError {
+	return &DeliveryError{Provider: provider, Status: status, Err: redact(stripURL(err), h)}
 }
 
 // stripURL drops the *url.Error layer net/http adds, whose text repeats the

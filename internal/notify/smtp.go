@@ -167,19 +167,19 @@ func (s *SMTP) tlsConfig() *tls.Config {
 // Send sends m (channel email) as one message.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	name := s.Name()
-	secrets := []string{s.Password, m.Code}
+	hide := hider("", s.Password, m.Code)
 	if err := s.Validate(); err != nil {
-		return failure(name, 0, err, secrets...)
+		return failure(name, 0, err, hide)
 	}
 	if m.Channel != ChannelEmail {
-		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel))
+		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel), nil)
 	}
 	to, err := mail.ParseAddress(m.To)
 	if err != nil {
-		return failure(name, 0, fmt.Errorf("%w: not an email address", ErrInvalidRecipient))
+		return failure(name, 0, fmt.Errorf("%w: not an email address", ErrInvalidRecipient), nil)
 	}
 	if m.Body == "" {
-		return failure(name, 0, ErrEmptyMessage)
+		return failure(name, 0, ErrEmptyMessage, nil)
 	}
 	from, _ := mail.ParseAddress(s.From) // checked by Validate
 
@@ -225,7 +225,9 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 
 	opts := []gomail.Option{
 		gomail.WithPort(s.port()),
-		gomail.WithTimeout(timeout),
+		// go-mail's own per-command deadline stays behind ctx, so that running
+		// out of time always reads as context.DeadlineExceeded.
+		gomail.WithTimeout(timeout + time.Second),
 		gomail.WithTLSConfig(tlsConf),
 		gomail.WithDialContextFunc(dial),
 	}
@@ -251,7 +253,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	}
 	client, err := gomail.NewClient(s.Host, opts...)
 	if err != nil {
-		return failure(name, 0, err, secrets...)
+		return failure(name, 0, err, hide)
 	}
 	err = client.DialAndSendWithContext(ctx, msg)
 	if stop != nil {
@@ -261,7 +263,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("%w (%w)", ctxErr, err)
 		}
-		return failure(name, smtpCode(err), err, secrets...)
+		return failure(name, smtpCode(err), err, hide)
 	}
 	return nil
 }

@@ -121,33 +121,33 @@ func validSID(s string) bool {
 // Twilio explained itself.
 func (t *Twilio) Send(ctx context.Context, m Message) error {
 	name := t.Name()
-	secrets := []string{t.AuthToken, m.Code}
+	hide := hider(m.To, t.AuthToken, m.Code)
 	if err := t.Validate(); err != nil {
-		return failure(name, 0, err, secrets...)
+		return failure(name, 0, err, hide)
 	}
 	if m.Channel != ChannelSMS && m.Channel != ChannelVoice {
-		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel))
+		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel), nil)
 	}
 	if !IsE164(m.To) {
-		return failure(name, 0, fmt.Errorf("%w: not an E.164 phone number", ErrInvalidRecipient))
+		return failure(name, 0, fmt.Errorf("%w: not an E.164 phone number", ErrInvalidRecipient), nil)
 	}
 	form := url.Values{"To": {m.To}, "From": {t.From}}
 	var resource string
 	switch m.Channel {
 	case ChannelSMS:
 		if m.Body == "" {
-			return failure(name, 0, ErrEmptyMessage)
+			return failure(name, 0, ErrEmptyMessage, nil)
 		}
 		resource = "Messages.json"
 		form.Set("Body", m.Body)
 	case ChannelVoice:
 		if m.Body == "" && m.Code == "" {
-			return failure(name, 0, ErrEmptyMessage)
+			return failure(name, 0, ErrEmptyMessage, nil)
 		}
 		resource = "Calls.json"
 		form.Set("Twiml", VoiceTwiML(m))
 	default:
-		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel))
+		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel), nil)
 	}
 
 	endpoint := t.Endpoint
@@ -157,7 +157,7 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 	target := strings.TrimRight(endpoint, "/") + "/2010-04-01/Accounts/" + url.PathEscape(t.AccountSID) + "/" + resource
 	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
-		return failure(name, 0, errors.New("cannot build request"))
+		return failure(name, 0, errors.New("cannot build request"), nil)
 	}
 	req.SetBasicAuth(t.AccountSID, t.AuthToken)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -166,7 +166,7 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 
 	status, body, err := post(ctx, t.Client, t.Timeout, req)
 	if err != nil {
-		return failure(name, status, err, secrets...)
+		return failure(name, status, err, hide)
 	}
 	if status/100 == 2 {
 		return nil
@@ -176,12 +176,12 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 		if te.Status == 0 {
 			te.Status = status
 		}
-		return failure(name, status, &te, secrets...)
+		return failure(name, status, &te, hide)
 	}
 	if s := snippet(body, 200); s != "" {
-		return failure(name, status, fmt.Errorf("unexpected answer: %s", s), secrets...)
+		return failure(name, status, fmt.Errorf("unexpected answer: %s", s), hide)
 	}
-	return failure(name, status, errors.New("unexpected answer"))
+	return failure(name, status, errors.New("unexpected answer"), nil)
 }
 
 // VoiceTwiML is the TwiML a voice call runs: the code's digits one by one,

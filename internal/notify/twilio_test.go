@@ -358,7 +358,8 @@ func TestTwilioFailures(t *testing.T) {
 			tw:         good,
 			msg:        Message{Channel: ChannelSMS, To: "+1555", Body: "Your code is 123456", Code: "123456"},
 			wantStatus: 400, wantCode: 21211,
-			wantText: "twilio error 21211: The 'To' number +1555 is not a valid phone number.",
+			// The number is personal data: errors show it masked.
+			wantText: "twilio error 21211: The 'To' number •••• is not a valid phone number.",
 		},
 		{
 			name:       "wrong token",
@@ -442,7 +443,11 @@ func TestTwilioFailures(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.wantText) {
 				t.Errorf("error %q does not contain %q", err, tc.wantText)
 			}
-			assertNoSecrets(t, err, testToken, "not-the-token-4711", tc.msg.Code)
+			assertNoSecrets(t, err, testToken, "not-the-token-4711", tc.msg.Code, tc.msg.To)
+			var te2 *TwilioError
+			if errors.As(err, &te2) && te2.Code == 21211 && !strings.Contains(te2.Message, "+1555") {
+				t.Errorf("the TwilioError itself keeps Twilio's message, got %q", te2.Message)
+			}
 		})
 	}
 }

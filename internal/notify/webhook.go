@@ -79,23 +79,23 @@ func (w *Webhook) Validate() error {
 // Send posts m. Only the sms and voice channels are served.
 func (w *Webhook) Send(ctx context.Context, m Message) error {
 	name := w.Name()
-	secrets := []string{w.Secret, m.Code}
+	hide := hider(m.To, w.Secret, m.Code)
 	if err := w.Validate(); err != nil {
-		return failure(name, 0, err, secrets...)
+		return failure(name, 0, err, hide)
 	}
 	if m.Channel != ChannelSMS && m.Channel != ChannelVoice {
-		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel))
+		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel), nil)
 	}
 	if !IsE164(m.To) {
-		return failure(name, 0, fmt.Errorf("%w: not an E.164 phone number", ErrInvalidRecipient))
+		return failure(name, 0, fmt.Errorf("%w: not an E.164 phone number", ErrInvalidRecipient), nil)
 	}
 	body, err := WebhookBody(m)
 	if err != nil {
-		return failure(name, 0, err, secrets...)
+		return failure(name, 0, err, hide)
 	}
 	req, err := http.NewRequest(http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return failure(name, 0, errors.New("cannot build request"))
+		return failure(name, 0, errors.New("cannot build request"), nil)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", userAgent)
@@ -103,15 +103,15 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 
 	status, answer, err := post(ctx, w.Client, w.Timeout, req)
 	if err != nil {
-		return failure(name, status, err, secrets...)
+		return failure(name, status, err, hide)
 	}
 	if status/100 == 2 {
 		return nil
 	}
 	if s := snippet(answer, 200); s != "" {
-		return failure(name, status, fmt.Errorf("receiver answered %d: %s", status, s), secrets...)
+		return failure(name, status, fmt.Errorf("receiver refused the message: %s", s), hide)
 	}
-	return failure(name, status, fmt.Errorf("receiver answered %d", status))
+	return failure(name, status, errors.New("receiver refused the message"), nil)
 }
 
 // WebhookBody is the JSON a [Webhook] posts for m (without a trailing

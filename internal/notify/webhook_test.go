@@ -56,6 +56,12 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.reqs)
+}
+
 func (rc *receiver) last(t *testing.T) received {
 	t.Helper()
 	rc.mu.Lock()
@@ -179,10 +185,10 @@ func TestWebhookFailures(t *testing.T) {
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("error %v is not %v", err, tc.wantIs)
 			}
-			if tc.wantStatus == 500 && !strings.Contains(err.Error(), `"body":"Your code is [redacted]"`) {
+			if tc.wantStatus == 500 && !strings.Contains(err.Error(), `"to":"•••• 4567","body":"Your code is [redacted]"`) {
 				t.Errorf("error %q does not show the scrubbed answer", err)
 			}
-			assertNoSecrets(t, err, testWebhookSecret, tc.msg.Code, "url-token-31337")
+			assertNoSecrets(t, err, testWebhookSecret, tc.msg.Code, "url-token-31337", tc.msg.To)
 		})
 	}
 }

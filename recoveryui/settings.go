@@ -1,0 +1,140 @@
+package recoveryui
+
+import (
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/store"
+)
+
+func errField(err error) zap.Field { return zap.Error(err) }
+
+// settingsPage is "Login & security": two-step on/off, the authenticator
+// app, the phone, backup codes. With ?enroll=1 it walks a user through
+// setting up a first method.
+func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request, env Env) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
+		p.methodNotAllowed(w, r, "GET, POST")
+		return
+	}
+	if r.Method == http.MethodPost && !p.parseForm(w, r) {
+		return
+	}
+	retRaw := r.FormValue("return")
+	ret := p.safeReturn(r, env, retRaw)
+	self := Prefix + "settings"
+	res, ok := p.pageSession(w, r, env, self)
+	if !ok {
+		return
+	}
+	if res.Session.State == store.StateSecondFactor {
+		http.Redirect(w, r, Prefix+"challenge?return="+url.QueryEscape(self), http.StatusSeeOther)
+		return
+	}
+	csrf, err := p.csrfFor(w, r, env)
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	d := pageData{Title: "Login & security", CSRF: p.Account.CSRFToken(csrf),
+		Enroll: r.FormValue("enroll") == "1" || res.Session.State == store.StateEnrollment, User: displayName(res)}
+	if retRaw != "" {
+		d.Return = ret
+	}
+	if r.FormValue("few_backup") == "1" {
+		d.Notice = "You have few backup codes left. Make new ones below."
+	}
+	status := http.StatusOK
+	if r.Method == http.MethodPost {
+		status = p.settingsAction(w, r, env, res, &d)
+	}
+	info, err := p.Account.TwoStep(r.Context(), res.User)
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	d.TwoStep = info
+	p.render(w, status, "settings.html", d)
+}
+
+func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env, res *account.Resolved, d *pageData) int {
+	ctx := r.Context()
+	switch r.PostFormValue("action") {
+	case "totp-enroll":
+		out, err := p.Account.EnrollTOTP(ctx, res)
+		if err != nil {
+			return p.pageError(w, d, err, nil)
+		}
+		d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(out.QRPNG))
+		d.Secret = groupSecret(out.Secret)
+		d.ConfirmTOTP = true
+	case "totp-confirm":
+		out, err := p.Account.ConfirmTOTP(ctx, res, strings.TrimSpace(r.PostFormValue("code")), env.Client)
+		if err != nil {
+			d.ConfirmTOTP = true
+			return p.pageError(w, d, err, nil)
+		}
+		d.Codes = out.BackupCodes
+		d.Notice = "Your authenticator app is set up."
+	case "phone":
+		phone := strings.TrimSpace(r.PostFormValue("phone"))
+		method := r.PostFormValue("method")
+		if method == "" {
+			method = account.MethodSMS
+		}
+		out, err := p.Account.SetPhone(ctx, res, phone, method, env.Client)
+		d.Phone = phone
+		if err != nil {
+			return p.pageError(w, d, err, nil)
+		}
+		d.ConfirmPh = true
+		d.Notice = "We sent a code to " + out.SentTo + ". Enter it below to confirm the number."
+	case "phone-confirm":
+		out, err := p.Account.ConfirmPhone(ctx, res, strings.TrimSpace(r.PostFormValue("code")), env.Client)
+		if err != nil {
+			d.ConfirmPh = true
+			return p.pageError(w, d, err, nil)
+		}
+		d.Codes = out.BackupCodes
+		d.Notice = "Your phone number is confirmed."
+	case "backup":
+		codes, err := p.Account.RegenerateBackupCodes(ctx, res, r.PostFormValue("password"), env.Client)
+		if err != nil {
+			return p.pageError(w, d, err, nil)
+		}
+		d.Codes = codes
+		d.Notice = "New backup codes are ready; the old ones no longer work."
+	case "on":
+		if err := p.Account.SetTwoStep(ctx, res, true, "", "", env.Client); err != nil {
+			return p.pageError(w, d, err, nil)
+		}
+		d.Notice = "Two-step verification is on."
+	case "off":
+		if err := p.Account.SetTwoStep(ctx, res, false, r.PostFormValue("password"), strings.TrimSpace(r.PostFormValue("code")), env.Client); err != nil {
+			return p.pageError(w, d, err, nil)
+		}
+		d.Notice = "Two-step verification is off. Anyone with your password can now sign in."
+	default:
+		d.Error = "Unknown action."
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
+}
+
+// groupSecret spaces a base32 secret in groups of four for typing.
+func groupSecret(s string) string {
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && i%4 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
