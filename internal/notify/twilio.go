@@ -132,13 +132,12 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 		return failure(name, 0, fmt.Errorf("%w: not an E.164 phone number", ErrInvalidRecipient), nil)
 	}
 	form := url.Values{"To": {m.To}, "From": {t.From}}
-	var resource string
+	resource := "Messages.json"
 	switch m.Channel {
 	case ChannelSMS:
 		if m.Body == "" {
 			return failure(name, 0, ErrEmptyMessage, nil)
 		}
-		resource = "Messages.json"
 		form.Set("Body", m.Body)
 	case ChannelVoice:
 		if m.Body == "" && m.Code == "" {
@@ -146,8 +145,6 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 		}
 		resource = "Calls.json"
 		form.Set("Twiml", VoiceTwiML(m))
-	default:
-		return failure(name, 0, fmt.Errorf("%w: %q", ErrUnsupportedChannel, m.Channel), nil)
 	}
 
 	endpoint := t.Endpoint

@@ -7,7 +7,9 @@
 // (`apt-get install -y chromium`; env CHROMIUM overrides /usr/bin/chromium);
 // without one it skips, unless TWOSTEP_REQUIRE_BROWSER=1, when it fails.
 // Set TWOSTEP_SCREENSHOTS to a directory to keep full-page PNG screenshots.
-// It binds the fixed ports 9180 and 9181.
+// It binds the fixed ports 9180 and 9181 (on 127.0.0.1 and [::1]: the
+// developer outbox, which the two-step journeys read codes from, runs on
+// loopback only).
 package browser
 
 import (
@@ -60,6 +62,10 @@ func TestBrowser(t *testing.T) {
 	t.Run("the login page fits a phone screen and signs in with JavaScript disabled", func(t *testing.T) {
 		ctx := newBrowser(t, chromium)
 		journeyMobileNoScript(t, ctx)
+	})
+	t.Run("a user adds a phone in Login & security, then signs in with a texted code, and with a call from the help page", func(t *testing.T) {
+		ctx := newBrowser(t, chromium)
+		journeyPhoneTwoStep(t, ctx)
 	})
 }
 
@@ -341,11 +347,17 @@ func startCaddy(t *testing.T) {
     password: "%s"
     email: alice@example.com
     groups: [admins]
-`, userName, hash))
+  %s:
+    displayname: Carol Example
+    password: "%s"
+    email: carol@example.com
+`, userName, hash, phoneUser, hash))
 
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	writeFile(t, caddyfile, fmt.Sprintf(`{
 	admin off
+	# dev_outbox shows codes to whoever asks, so it runs on loopback only.
+	default_bind 127.0.0.1 [::1]
 	twostep {
 		users_file %s
 		store bolt %s
@@ -359,6 +371,13 @@ func startCaddy(t *testing.T) {
 			find_time 10m
 			ban_time 15m
 		}
+		code {
+			# The journeys send several codes by one channel within
+			# seconds; the 30 s default cooldown would refuse the second.
+			resend_after %s
+		}
+		# Texts, calls and emails go to GET /.twostep/api/outbox.
+		dev_outbox
 	}
 }
 
@@ -382,7 +401,7 @@ http://:%s {
 	respond /health "ok" 200
 	respond "<!doctype html><meta name=viewport content='width=device-width'><title>Legacy app</title><h1>Legacy app</h1><p>Signed in as <strong id=user>{http.request.header.Remote-User}</strong> ({http.request.header.Remote-Name}, {http.request.header.Remote-Email}).</p><p><a href=/.twostep/logout>Sign out</a></p>" 200
 }
-`, usersFile, filepath.Join(dir, "twostep.db"), siteName, site, appAddr, appPort))
+`, usersFile, filepath.Join(dir, "twostep.db"), siteName, resendAfter, site, appAddr, appPort))
 
 	logPath := filepath.Join(dir, "caddy.log")
 	logFile, err := os.Create(logPath)
