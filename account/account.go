@@ -101,6 +101,9 @@ type Config struct {
 	Code CodeConfig
 	// SiteName is used in messages.
 	SiteName string
+	// TrustedDeviceLifetime is how long "don't ask again on this browser"
+	// lasts. Default 30 days.
+	TrustedDeviceLifetime time.Duration
 	// Senders deliver codes and account emails.
 	Senders Senders
 }
@@ -119,6 +122,7 @@ type Service struct {
 
 	sessionKey []byte
 	csrfKey    []byte
+	deviceKey  []byte
 	macPool    sync.Pool
 
 	hashSlots chan struct{}
@@ -179,6 +183,9 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 	if cfg.SiteName == "" {
 		cfg.SiteName = "twostep"
 	}
+	if cfg.TrustedDeviceLifetime <= 0 {
+		cfg.TrustedDeviceLifetime = 30 * 24 * time.Hour
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -191,6 +198,7 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		audit:      log.Named("audit"),
 		sessionKey: deriveKey(cfg.Secret, "twostep session id v1"),
 		csrfKey:    deriveKey(cfg.Secret, "twostep csrf v1"),
+		deviceKey:  deriveKey(cfg.Secret, "twostep device v1"),
 		hashSlots:  make(chan struct{}, cfg.MaxConcurrentHashes),
 	}
 	s.macPool.New = func() any { return hmac.New(sha256.New, s.sessionKey) }
@@ -233,6 +241,10 @@ func (s *Service) Now() time.Time { return s.now() }
 type Client struct {
 	IP        netip.Addr
 	UserAgent string
+	// Device is this browser's trusted-device cookie, if any.
+	Device string
+	// Base is the site's scheme://host[:port], for links in emails.
+	Base string
 }
 
 func (c Client) ip() string {
@@ -331,6 +343,23 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		IP:         c.ip(),
 		UserAgent:  truncate(c.UserAgent, 256),
 	}
+	if state == store.StateSecondFactor && c.Device != "" {
+		// A trusted device stands in for the second factor.
+		d, h, err := s.checkDevice(ctx, u, c.Device)
+		if err != nil {
+			return nil, err
+		}
+		if d != nil {
+			if err := s.touchDevice(ctx, d, h, c); err != nil {
+				return nil, err
+			}
+			sess.State = store.StateTwoFactor
+			sess.Device = h
+			sess.SecondFactorAt = d.Created
+			sess.Expires = now.Add(s.cfg.SessionLifetime)
+			s.audit.Info("trusted device used", zap.String("user", name), zap.String("device", d.ID), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+		}
+	}
 	if err := s.store.PutSession(ctx, sess); err != nil {
 		return nil, &UnavailableError{err}
 	}
@@ -338,7 +367,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"),
 		zap.String("level", sess.State.String()))
 	out := &SignInResult{Token: token, Session: sess, User: u}
-	if state == store.StateSecondFactor {
+	if sess.State == store.StateSecondFactor {
 		if out.Methods, err = s.Methods(ctx, u); err != nil {
 			return nil, err
 		}
@@ -500,6 +529,20 @@ func (s *Service) Resolve(ctx context.Context, token string) (*Resolved, error) 
 			return nil, &UnavailableError{err}
 		}
 		return nil, ErrNoSession
+	}
+	if sess.Device != "" {
+		// A session that a trusted device raised lives only as long as the
+		// device: revocation takes effect on the very next request.
+		ok, err := s.deviceLive(ctx, u, sess.Device)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			sess.State, sess.Device, sess.SecondFactorAt = store.StateSecondFactor, "", time.Time{}
+			if err := s.store.PutSession(ctx, sess); err != nil {
+				return nil, &UnavailableError{err}
+			}
+		}
 	}
 	if now.Sub(sess.LastSeen) >= TouchInterval {
 		if err := s.store.TouchSession(ctx, id, now); err != nil {

@@ -334,11 +334,16 @@ func (s *Service) checkCode(ctx context.Context, user, purpose, code string) (*c
 	return nil, ErrInvalidCode
 }
 
-// throttleSend applies the resend cooldown (per user and channel) and the
+func cooldownKey(user, purpose, channel string) string {
+	return "cooldown:" + purpose + ":" + channel + ":" + user
+}
+
+// throttleSend applies the resend cooldown (per user, purpose and channel:
+// confirming a new phone does not hold back the next sign-in) and the
 // hourly cap (per user, every channel, enrolment codes included).
-func (s *Service) throttleSend(ctx context.Context, user, channel string) error {
+func (s *Service) throttleSend(ctx context.Context, user, purpose, channel string) error {
 	now := s.now()
-	cd := "cooldown:" + channel + ":" + user
+	cd := cooldownKey(user, purpose, channel)
 	until := now.Add(s.cfg.Code.ResendAfter)
 	v, created, err := s.store.PutIfAbsent(ctx, cd, []byte(strconv.FormatInt(until.UnixNano(), 10)), s.cfg.Code.ResendAfter, now)
 	if err != nil {
@@ -372,7 +377,7 @@ func (s *Service) senderFor(channel string) notify.Sender {
 
 // deliver sends a code message; on failure it lifts the cooldown so another
 // channel (or a retry) is possible at once.
-func (s *Service) deliver(ctx context.Context, user, channel, to, code string, alternatives []string) error {
+func (s *Service) deliver(ctx context.Context, user, purpose, channel, to, code string, alternatives []string) error {
 	snd := s.senderFor(channel)
 	if snd == nil {
 		return ErrNoMethod
@@ -388,7 +393,7 @@ func (s *Service) deliver(ctx context.Context, user, channel, to, code string, a
 		m.Body = notify.CodeText(code, s.cfg.SiteName, s.cfg.Code.Lifetime)
 	}
 	if err := snd.Send(ctx, m); err != nil {
-		_ = s.store.Delete(ctx, "cooldown:"+channel+":"+user)
+		_ = s.store.Delete(ctx, cooldownKey(user, purpose, channel))
 		s.log.Warn("code delivery failed", zap.String("user", user), zap.String("channel", channel), zap.Error(err))
 		s.audit.Warn("code delivery failed", zap.String("user", user), zap.String("channel", channel), zap.String("outcome", "failed"))
 		return &DeliveryFailedError{Channel: channel, Alternatives: alternatives, Err: err}
@@ -429,14 +434,14 @@ func (s *Service) SendCode(ctx context.Context, res *Resolved, method string, c 
 			return nil, &UnavailableError{err}
 		}
 	}
-	if err := s.throttleSend(ctx, user, method); err != nil {
+	if err := s.throttleSend(ctx, user, "login", method); err != nil {
 		return nil, err
 	}
 	code, err := s.issueCode(ctx, user, "login", method, nil, "")
 	if err != nil {
 		return nil, err
 	}
-	if err := s.deliver(ctx, user, method, to, code, without(methods, method)); err != nil {
+	if err := s.deliver(ctx, user, "login", method, to, code, without(methods, method)); err != nil {
 		return nil, err
 	}
 	return &SendResult{SentTo: otp.Mask(to), ResendAfter: s.cfg.Code.ResendAfter}, nil
@@ -524,11 +529,14 @@ type VerifyResult struct {
 	Token      string
 	Session    *store.Session
 	BackupLeft int
+	// DeviceToken is the new trusted-device cookie when trust was asked.
+	DeviceToken string
+	Device      *Device
 }
 
 // VerifyCode checks a second factor for a half-signed-in session (or a
 // signed-in one stepping up) and issues a new session at two_factor.
-func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code string, c Client) (*VerifyResult, error) {
+func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code string, trust bool, c Client) (*VerifyResult, error) {
 	st := res.Session.State
 	if st != store.StateSecondFactor && st != store.StateTwoFactor {
 		return nil, ErrForbidden
@@ -591,7 +599,13 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	if err != nil {
 		return nil, err
 	}
-	return &VerifyResult{Token: token, Session: &next, BackupLeft: len(fresh.Backup)}, nil
+	out := &VerifyResult{Token: token, Session: &next, BackupLeft: len(fresh.Backup)}
+	if trust {
+		if out.DeviceToken, out.Device, err = s.trustDevice(ctx, res.User, c, c.Base); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func isTooManyTries(err error) bool {
@@ -741,7 +755,7 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 		return nil, err
 	}
 	user := res.Session.User
-	if err := s.throttleSend(ctx, user, method); err != nil {
+	if err := s.throttleSend(ctx, user, "phone", method); err != nil {
 		return nil, err
 	}
 	sealed, err := s.seal.seal([]byte(phone), "phone-pending:"+user)
@@ -756,7 +770,7 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 	if other := map[string]string{MethodSMS: MethodVoice, MethodVoice: MethodSMS}[method]; s.senderFor(other) != nil {
 		alt = append(alt, other)
 	}
-	if err := s.deliver(ctx, user, method, phone, code, alt); err != nil {
+	if err := s.deliver(ctx, user, "phone", method, phone, code, alt); err != nil {
 		return nil, err
 	}
 	return &SendResult{SentTo: otp.Mask(phone), ResendAfter: s.cfg.Code.ResendAfter}, nil
@@ -824,9 +838,14 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 	if err := s.saveRecord(ctx, user, r); err != nil {
 		return nil, err
 	}
+	// A new method ends every trusted device (SPEC §4).
+	if err := s.revokeDevices(ctx, user, event); err != nil {
+		return nil, err
+	}
 	sess := *res.Session
 	sess.State = store.StateTwoFactor
 	sess.SecondFactorAt = s.now()
+	sess.Device = ""
 	if err := s.store.PutSession(ctx, &sess); err != nil {
 		return nil, &UnavailableError{err}
 	}
@@ -976,6 +995,9 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 	}
 	fresh.Enabled = false
 	if err := s.saveRecord(ctx, user, fresh); err != nil {
+		return err
+	}
+	if err := s.revokeDevices(ctx, user, "two-step turned off"); err != nil {
 		return err
 	}
 	s.audit.Info("two-step turned off", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))

@@ -107,10 +107,10 @@ func TestPhoneEnrolmentAndSignIn(t *testing.T) {
 		t.Fatalf("sent to %q", sent.SentTo)
 	}
 	code := e.sms.last(t).Code
-	if _, err := e.svc.VerifyCode(ctx, res, MethodSMS, "000000", ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, res, MethodSMS, "000000", false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("wrong code: %v", err)
 	}
-	out, err := e.svc.VerifyCode(ctx, res, MethodSMS, code, ip1)
+	out, err := e.svc.VerifyCode(ctx, res, MethodSMS, code, false, ip1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestPhoneEnrolmentAndSignIn(t *testing.T) {
 	}
 	// A code is single use.
 	res2 := e.signIn(t, "bob", "bob-password")
-	if _, err := e.svc.VerifyCode(ctx, res2, MethodSMS, code, ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, res2, MethodSMS, code, false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("reused code: %v", err)
 	}
 }
@@ -141,7 +141,7 @@ func TestCodeTriesAndExpiry(t *testing.T) {
 	}
 	code := e.voice.last(t).Code
 	for i := 1; i <= 5; i++ {
-		_, err := e.svc.VerifyCode(ctx, res, MethodVoice, "111111", ip1)
+		_, err := e.svc.VerifyCode(ctx, res, MethodVoice, "111111", false, ip1)
 		if i < 5 && !errors.Is(err, ErrInvalidCode) {
 			t.Fatalf("try %d: %v", i, err)
 		}
@@ -149,7 +149,7 @@ func TestCodeTriesAndExpiry(t *testing.T) {
 			t.Fatalf("fifth wrong try: %v", err)
 		}
 	}
-	if _, err := e.svc.VerifyCode(ctx, res, MethodVoice, code, ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, res, MethodVoice, code, false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("the right code after 5 wrong tries: %v", err)
 	}
 
@@ -160,7 +160,7 @@ func TestCodeTriesAndExpiry(t *testing.T) {
 	code = e.sms.last(t).Code
 	e.clock.add(11 * time.Minute)
 	res = e.signIn(t, "bob", "bob-password")
-	if _, err := e.svc.VerifyCode(ctx, res, MethodSMS, code, ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, res, MethodSMS, code, false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("expired code: %v", err)
 	}
 }
@@ -232,7 +232,7 @@ func TestConcurrentCodeSubmissions(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := e.svc.VerifyCode(ctx, s, MethodSMS, code, ip1); err == nil {
+			if _, err := e.svc.VerifyCode(ctx, s, MethodSMS, code, false, ip1); err == nil {
 				ok.Add(1)
 			}
 		}()
@@ -276,20 +276,20 @@ func TestTOTP(t *testing.T) {
 	}
 	// The confirming step cannot be replayed at sign-in.
 	half := e.signIn(t, "alice", "alice-password")
-	if _, err := e.svc.VerifyCode(ctx, half, MethodTOTP, code(e.clock.now()), ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodTOTP, code(e.clock.now()), false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("replayed enrolment code: %v", err)
 	}
 	e.clock.add(30 * time.Second)
 	c := code(e.clock.now())
-	if _, err := e.svc.VerifyCode(ctx, half, MethodTOTP, c, ip1); err != nil {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodTOTP, c, false, ip1); err != nil {
 		t.Fatalf("next step: %v", err)
 	}
 	half2 := e.signIn(t, "alice", "alice-password")
-	if _, err := e.svc.VerifyCode(ctx, half2, MethodTOTP, c, ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, half2, MethodTOTP, c, false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("replayed code: %v", err)
 	}
 	// An earlier step (still within skew) is refused once a later one was used.
-	if _, err := e.svc.VerifyCode(ctx, half2, MethodTOTP, code(e.clock.now().Add(-30*time.Second)), ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, half2, MethodTOTP, code(e.clock.now().Add(-30*time.Second)), false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("earlier step: %v", err)
 	}
 	// TOTP secrets are encrypted at rest.
@@ -313,7 +313,7 @@ func TestBackupCodes(t *testing.T) {
 	ctx := context.Background()
 	codes := e.enrolPhone(t)
 	half := e.signIn(t, "bob", "bob-password")
-	out, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], ip1)
+	out, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,10 +321,10 @@ func TestBackupCodes(t *testing.T) {
 		t.Fatalf("left %d", out.BackupLeft)
 	}
 	half = e.signIn(t, "bob", "bob-password")
-	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("backup code reused: %v", err)
 	}
-	full, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[1], ip1)
+	full, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[1], false, ip1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,10 +337,10 @@ func TestBackupCodes(t *testing.T) {
 		t.Fatalf("regenerate: %v %v", fresh, err)
 	}
 	half = e.signIn(t, "bob", "bob-password")
-	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[2], ip1); !errors.Is(err, ErrInvalidCode) {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[2], false, ip1); !errors.Is(err, ErrInvalidCode) {
 		t.Fatalf("old code after regeneration: %v", err)
 	}
-	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, fresh[0], ip1); err != nil {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, fresh[0], false, ip1); err != nil {
 		t.Fatalf("new code: %v", err)
 	}
 }
@@ -350,7 +350,7 @@ func TestTurnOff(t *testing.T) {
 	ctx := context.Background()
 	codes := e.enrolPhone(t)
 	half := e.signIn(t, "bob", "bob-password")
-	full, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], ip1)
+	full, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,16 +389,16 @@ func TestSecondFactorLock(t *testing.T) {
 		if i%2 == 1 {
 			ip = ip2 // spread over IPs: the account counter still locks
 		}
-		if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-aaaaa", ip); !errors.Is(err, ErrInvalidCode) {
+		if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-aaaaa", false, ip); !errors.Is(err, ErrInvalidCode) {
 			t.Fatalf("guess %d: %v", i, err)
 		}
 	}
 	var rl *RateLimitedError
-	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], ip1); !errors.As(err, &rl) {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1); !errors.As(err, &rl) {
 		t.Fatalf("locked account with the right code: %v", err)
 	}
 	e.clock.add(16 * time.Minute)
-	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], ip1); err != nil {
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1); err != nil {
 		t.Fatalf("after ban_time: %v", err)
 	}
 }

@@ -40,7 +40,19 @@ func (p *Portal) serveAPI(w http.ResponseWriter, r *http.Request, env Env, name 
 			return
 		}
 		p.apiOutbox(w, r)
+	case "devices":
+		p.apiDevices(w, r, env, "")
+	case "sessions/revoke_all":
+		if r.Method != http.MethodPost {
+			p.methodNotAllowed(w, r, "POST")
+			return
+		}
+		p.apiRevokeAll(w, r, env)
 	default:
+		if id, ok := deviceID(name); ok {
+			p.apiDevices(w, r, env, id)
+			return
+		}
 		if h, ok := p.postAPI()[name]; ok {
 			if r.Method != http.MethodPost {
 				p.methodNotAllowed(w, r, "POST")

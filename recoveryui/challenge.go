@@ -131,13 +131,16 @@ func (p *Portal) challengePage(w http.ResponseWriter, r *http.Request, env Env) 
 				status = http.StatusBadRequest
 				break
 			}
-			out, err := p.Account.VerifyCode(r.Context(), res, method, code, env.Client)
+			out, err := p.Account.VerifyCode(r.Context(), res, method, code, r.PostFormValue("trust") == "1", env.Client)
 			if err != nil {
 				d.CodeSent = true
 				status = p.pageError(w, &d, err, methods)
 				break
 			}
 			p.setSession(w, env, out.Token, out.Session.Expires)
+			if out.DeviceToken != "" {
+				p.setDevice(w, env, out.DeviceToken, out.Device.Expires)
+			}
 			dest := ret
 			if method == account.MethodBackup && out.BackupLeft <= 3 {
 				dest = Prefix + "settings?few_backup=1&return=" + url.QueryEscape(ret)

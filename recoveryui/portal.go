@@ -79,6 +79,15 @@ func SessionCookieName(secure bool, cookieDomain string) string {
 	return "twostep"
 }
 
+// DeviceCookieName is the trusted-device cookie's name, prefixed like the
+// session cookie's.
+func DeviceCookieName(secure bool, cookieDomain string) string {
+	if secure && cookieDomain == "" {
+		return "__Host-twostep_device"
+	}
+	return "twostep_device"
+}
+
 const csrfCookie = "twostep_csrf"
 
 // SessionToken returns the session cookie's value, or "".
@@ -106,6 +115,14 @@ func (p *Portal) env(r *http.Request) Env {
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setSecurityHeaders(w.Header(), p.CookieDomain)
 	env := p.env(r)
+	if c, err := r.Cookie(DeviceCookieName(env.Secure, p.CookieDomain)); err == nil {
+		env.Client.Device = c.Value
+	}
+	scheme := "http"
+	if env.Secure {
+		scheme = "https"
+	}
+	env.Client.Base = scheme + "://" + r.Host
 	if !isSafeMethod(r.Method) && (crossOrigin.Check(r) != nil && p.CookieDomain == "" || !p.sameOrigin(r, env)) {
 		p.fail(w, r, http.StatusForbidden, "forbidden", "This request came from another site and was refused.")
 		return
@@ -128,6 +145,8 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.settingsPage(w, r, env)
 	case "outbox":
 		p.outboxPage(w, r)
+	case "devices/revoke":
+		p.revokeLinkPage(w, r, env)
 	case "assets/style.css":
 		if !isSafeMethod(r.Method) {
 			p.methodNotAllowed(w, r, "GET")
@@ -238,6 +257,22 @@ func (p *Portal) safeReturn(r *http.Request, env Env, raw string) string {
 func (p *Portal) setSession(w http.ResponseWriter, env Env, token string, expires time.Time) {
 	c := &http.Cookie{
 		Name:     SessionCookieName(env.Secure, p.CookieDomain),
+		Value:    token,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   env.Secure,
+		SameSite: http.SameSiteLaxMode,
+		Expires:  expires,
+	}
+	if p.CookieDomain != "" {
+		c.Domain = p.CookieDomain
+	}
+	http.SetCookie(w, c)
+}
+
+func (p *Portal) setDevice(w http.ResponseWriter, env Env, token string, expires time.Time) {
+	c := &http.Cookie{
+		Name:     DeviceCookieName(env.Secure, p.CookieDomain),
 		Value:    token,
 		Path:     "/",
 		HttpOnly: true,
@@ -466,6 +501,7 @@ type pageData struct {
 	ConfirmPh   bool
 	Codes       []string
 	Phone       string
+	Devices     []account.DeviceView
 
 	// Outbox page.
 	Outbox []notify.OutboxEntry

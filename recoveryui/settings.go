@@ -2,6 +2,7 @@ package recoveryui
 
 import (
 	"encoding/base64"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -54,12 +55,21 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request, env Env) {
 	if r.Method == http.MethodPost {
 		status = p.settingsAction(w, r, env, res, &d)
 	}
+	if status == http.StatusSeeOther {
+		return
+	}
 	info, err := p.Account.TwoStep(r.Context(), res.User)
 	if err != nil {
 		p.answerErr(w, r, err)
 		return
 	}
 	d.TwoStep = info
+	if res.Session.State != store.StateEnrollment {
+		if d.Devices, err = p.Account.Devices(r.Context(), res, env.Client.Device); err != nil {
+			p.answerErr(w, r, err)
+			return
+		}
+	}
 	p.render(w, status, "settings.html", d)
 }
 
@@ -120,6 +130,19 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 			return p.pageError(w, d, err, nil)
 		}
 		d.Notice = "Two-step verification is off. Anyone with your password can now sign in."
+	case "device-revoke":
+		err := p.Account.RevokeDevice(ctx, res.Session.User, r.PostFormValue("device"), env.Client)
+		if err != nil && !errors.Is(err, account.ErrNotFound) {
+			return p.pageError(w, d, err, nil)
+		}
+		d.Notice = "That browser will be asked for a code again."
+	case "revoke-all":
+		if err := p.Account.RevokeAll(ctx, res.Session.User, env.Client); err != nil {
+			return p.pageError(w, d, err, nil)
+		}
+		p.clearSession(w, env)
+		http.Redirect(w, r, Prefix+"login?signed_out=1", http.StatusSeeOther)
+		return http.StatusSeeOther
 	default:
 		d.Error = "Unknown action."
 		return http.StatusBadRequest

@@ -126,20 +126,21 @@ func (p *Portal) apiCodeVerify(w http.ResponseWriter, r *http.Request, env Env) 
 	case req.Code == nil || *req.Code == "":
 		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "code" is required and must not be empty.`)
 		return
-	case req.TrustDevice != nil && *req.TrustDevice:
-		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "trust_device": trusted devices are not available in this version; send false or leave it out.`)
-		return
 	}
 	res := p.needSession(w, r, env)
 	if res == nil {
 		return
 	}
-	out, err := p.Account.VerifyCode(r.Context(), res, *req.Method, *req.Code, env.Client)
+	trust := req.TrustDevice != nil && *req.TrustDevice
+	out, err := p.Account.VerifyCode(r.Context(), res, *req.Method, *req.Code, trust, env.Client)
 	if err != nil {
 		p.answerUseCase(w, r, res, err)
 		return
 	}
 	p.setSession(w, env, out.Token, out.Session.Expires)
+	if out.DeviceToken != "" {
+		p.setDevice(w, env, out.DeviceToken, out.Device.Expires)
+	}
 	WriteJSON(w, http.StatusOK, struct {
 		State      string `json:"state"`
 		Level      string `json:"level"`

@@ -1,0 +1,387 @@
+package account
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/users"
+)
+
+// ErrNotFound: no such device (or someone else's).
+var ErrNotFound = errors.New("not found")
+
+// Device is a trusted browser: its cookie stands in for the second factor.
+type Device struct {
+	ID       string    `json:"id"`
+	User     string    `json:"user"`
+	Label    string    `json:"label"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used"`
+	IP       string    `json:"ip"`
+	Expires  time.Time `json:"expires"`
+	// Epoch is the user's device epoch when trusted: bumping it revokes
+	// every device at once.
+	Epoch uint64 `json:"epoch"`
+	// Credential fingerprints the password hash: a password change revokes.
+	Credential string `json:"credential"`
+}
+
+func deviceKey(secretHash string) string { return "device:" + secretHash }
+func deviceListKey(user string) string   { return "devices:" + user }
+func epochKey(user string) string        { return "epoch:" + user }
+
+// deviceHash is the keyed hash of a device cookie's secret (hex); the
+// secret itself is never stored.
+func (s *Service) deviceHash(raw []byte) string {
+	m := hmac.New(sha256.New, s.deviceKey)
+	m.Write(raw)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (s *Service) epoch(ctx context.Context, user string) (uint64, error) {
+	b, err := s.store.Get(ctx, epochKey(user), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, &UnavailableError{err}
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, &UnavailableError{errors.New("unreadable device epoch")}
+	}
+	return n, nil
+}
+
+// revokeDevices ends every trusted device of user (by bumping the epoch)
+// and forgets their records.
+func (s *Service) revokeDevices(ctx context.Context, user, why string) error {
+	n, err := s.epoch(ctx, user)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Put(ctx, epochKey(user), []byte(strconv.FormatUint(n+1, 10)), 0, s.now()); err != nil {
+		return &UnavailableError{err}
+	}
+	list, err := s.deviceList(ctx, user)
+	if err != nil {
+		return err
+	}
+	for _, h := range list {
+		if err := s.store.Delete(ctx, deviceKey(h)); err != nil {
+			return &UnavailableError{err}
+		}
+	}
+	if err := s.store.Delete(ctx, deviceListKey(user)); err != nil {
+		return &UnavailableError{err}
+	}
+	if len(list) > 0 {
+		s.audit.Info("trusted devices revoked", zap.String("user", user), zap.Int("count", len(list)), zap.String("reason", why), zap.String("outcome", "success"))
+	}
+	return nil
+}
+
+func (s *Service) deviceList(ctx context.Context, user string) ([]string, error) {
+	b, err := s.store.Get(ctx, deviceListKey(user), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	return list, nil
+}
+
+func (s *Service) saveDeviceList(ctx context.Context, user string, list []string) error {
+	b, _ := json.Marshal(list)
+	if err := s.store.Put(ctx, deviceListKey(user), b, 0, s.now()); err != nil {
+		return &UnavailableError{err}
+	}
+	return nil
+}
+
+// trustDevice records this browser as trusted for the user and returns
+// the cookie value.
+func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base string) (string, *Device, error) {
+	user := users.Canonical(u.Name)
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, err
+	}
+	var idb [12]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", nil, err
+	}
+	ep, err := s.epoch(ctx, user)
+	if err != nil {
+		return "", nil, err
+	}
+	now := s.now()
+	d := &Device{
+		ID: hex.EncodeToString(idb[:]), User: user, Label: DeviceLabel(c.UserAgent),
+		Created: now, LastUsed: now, IP: c.ip(), Expires: now.Add(s.cfg.TrustedDeviceLifetime),
+		Epoch: ep, Credential: u.Credential,
+	}
+	h := s.deviceHash(raw[:])
+	b, _ := json.Marshal(d)
+	if err := s.store.Put(ctx, deviceKey(h), b, s.cfg.TrustedDeviceLifetime, now); err != nil {
+		return "", nil, &UnavailableError{err}
+	}
+	list, err := s.deviceList(ctx, user)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := s.saveDeviceList(ctx, user, append(s.pruneDevices(ctx, list), h)); err != nil {
+		return "", nil, err
+	}
+	s.audit.Info("device trusted", zap.String("user", user), zap.String("device", d.ID), zap.String("ip", c.ip()),
+		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	s.mail(ctx, u, "A new browser can sign in without a code",
+		"You chose \"Don't require a code on this browser\" on "+d.Label+" (from "+d.IP+") at "+now.UTC().Format("2 Jan 2006 15:04 UTC")+".\n\n"+
+			"If this wasn't you, revoke it now:\n"+s.revokeLink(base, user, d.ID)+"\n\nand change your password.")
+	return tokenEncoding.EncodeToString(raw[:]), d, nil
+}
+
+// pruneDevices drops list entries whose records are gone (expired).
+func (s *Service) pruneDevices(ctx context.Context, list []string) []string {
+	out := list[:0]
+	for _, h := range list {
+		if _, err := s.store.Get(ctx, deviceKey(h), s.now()); err == nil || !errors.Is(err, store.ErrNotFound) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// checkDevice returns the live device behind a cookie for user, or nil.
+func (s *Service) checkDevice(ctx context.Context, u *users.User, cookie string) (*Device, string, error) {
+	if len(cookie) != 43 {
+		return nil, "", nil
+	}
+	var raw [32]byte
+	if n, err := tokenEncoding.Decode(raw[:], []byte(cookie)); err != nil || n != 32 {
+		return nil, "", nil
+	}
+	h := s.deviceHash(raw[:])
+	b, err := s.store.Get(ctx, deviceKey(h), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", &UnavailableError{err}
+	}
+	var d Device
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, "", nil
+	}
+	user := users.Canonical(u.Name)
+	ep, err := s.epoch(ctx, user)
+	if err != nil {
+		return nil, "", err
+	}
+	if d.User != user || !s.now().Before(d.Expires) || d.Epoch != ep ||
+		!hmac.Equal([]byte(d.Credential), []byte(u.Credential)) {
+		return nil, "", nil
+	}
+	return &d, h, nil
+}
+
+// touchDevice records a use, at most once a minute.
+func (s *Service) touchDevice(ctx context.Context, d *Device, h string, c Client) error {
+	now := s.now()
+	if now.Sub(d.LastUsed) < TouchInterval {
+		return nil
+	}
+	d.LastUsed = now
+	d.IP = c.ip()
+	b, _ := json.Marshal(d)
+	if err := s.store.Put(ctx, deviceKey(h), b, d.Expires.Sub(now), now); err != nil {
+		return &UnavailableError{err}
+	}
+	return nil
+}
+
+// DeviceView is a trusted device as the settings page and API show it.
+type DeviceView struct {
+	ID       string    `json:"id"`
+	Label    string    `json:"label"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used"`
+	IP       string    `json:"ip"`
+	Current  bool      `json:"current"`
+}
+
+// Devices lists the user's live trusted devices; current marks the one
+// whose cookie this request carries.
+func (s *Service) Devices(ctx context.Context, res *Resolved, cookie string) ([]DeviceView, error) {
+	if res.Session.State != store.StateOneFactor && res.Session.State != store.StateTwoFactor {
+		return nil, ErrForbidden
+	}
+	user := res.Session.User
+	list, err := s.deviceList(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	cur, _, err := s.checkDevice(ctx, res.User, cookie)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := s.epoch(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	out := []DeviceView{}
+	for _, h := range list {
+		b, err := s.store.Get(ctx, deviceKey(h), s.now())
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, &UnavailableError{err}
+		}
+		var d Device
+		if json.Unmarshal(b, &d) != nil || d.User != user || d.Epoch != ep {
+			continue
+		}
+		out = append(out, DeviceView{ID: d.ID, Label: d.Label, Created: d.Created, LastUsed: d.LastUsed, IP: d.IP,
+			Current: cur != nil && cur.ID == d.ID})
+	}
+	slices.SortFunc(out, func(a, b DeviceView) int { return b.LastUsed.Compare(a.LastUsed) })
+	return out, nil
+}
+
+// RevokeDevice ends one trusted device of the user; ErrNotFound for an
+// unknown id or someone else's device.
+func (s *Service) RevokeDevice(ctx context.Context, user, id string, c Client) error {
+	user = users.Canonical(user)
+	list, err := s.deviceList(ctx, user)
+	if err != nil {
+		return err
+	}
+	for i, h := range list {
+		b, err := s.store.Get(ctx, deviceKey(h), s.now())
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return &UnavailableError{err}
+		}
+		var d Device
+		if json.Unmarshal(b, &d) != nil || d.User != user || !hmac.Equal([]byte(d.ID), []byte(id)) {
+			continue
+		}
+		if err := s.store.Delete(ctx, deviceKey(h)); err != nil {
+			return &UnavailableError{err}
+		}
+		if err := s.saveDeviceList(ctx, user, slices.Delete(list, i, i+1)); err != nil {
+			return err
+		}
+		s.audit.Info("device revoked", zap.String("user", user), zap.String("device", id), zap.String("ip", c.ip()),
+			zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+		return nil
+	}
+	return ErrNotFound
+}
+
+// RevokeAll ends every session and trusted device of the user ("sign out
+// everywhere").
+func (s *Service) RevokeAll(ctx context.Context, user string, c Client) error {
+	user = users.Canonical(user)
+	if err := s.revokeDevices(ctx, user, "sign out everywhere"); err != nil {
+		return err
+	}
+	n, err := s.store.DeleteUserSessions(ctx, user)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	s.audit.Info("signed out everywhere", zap.String("user", user), zap.Int("sessions", n), zap.String("ip", c.ip()),
+		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	return nil
+}
+
+// revokeLink is the one-click link in the new-device email: it names the
+// device and carries a MAC, so it works without signing in.
+func (s *Service) revokeLink(base, user, id string) string {
+	return base + "/.twostep/devices/revoke?u=" + url.QueryEscape(user) + "&d=" + id + "&sig=" + s.revokeSig(user, id)
+}
+
+func (s *Service) revokeSig(user, id string) string {
+	m := hmac.New(sha256.New, s.deviceKey)
+	m.Write([]byte("revoke\x00" + user + "\x00" + id))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// CheckRevokeLink reports whether a revoke link's signature is ours.
+func (s *Service) CheckRevokeLink(user, id, sig string) bool {
+	if user == "" || id == "" || len(id) > 64 || len(user) > 256 {
+		return false
+	}
+	return hmac.Equal([]byte(s.revokeSig(user, id)), []byte(sig))
+}
+
+// DeviceLabel names a browser from its user agent ("Firefox on Linux").
+func DeviceLabel(ua string) string {
+	browser := "A browser"
+	for _, b := range []struct{ needle, name string }{
+		{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"}, {"Chrome/", "Chrome"},
+		{"Safari/", "Safari"}, {"curl/", "curl"},
+	} {
+		if strings.Contains(ua, b.needle) {
+			browser = b.name
+			break
+		}
+	}
+	osName := ""
+	for _, o := range []struct{ needle, name string }{
+		{"iPhone", "iPhone"}, {"iPad", "iPad"}, {"Android", "Android"}, {"Windows", "Windows"},
+		{"Mac OS X", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"},
+	} {
+		if strings.Contains(ua, o.needle) {
+			osName = o.name
+			break
+		}
+	}
+	if osName == "" {
+		return browser
+	}
+	return browser + " on " + osName
+}
+
+// deviceLive reports whether the device record h still vouches for u.
+func (s *Service) deviceLive(ctx context.Context, u *users.User, h string) (bool, error) {
+	b, err := s.store.Get(ctx, deviceKey(h), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, &UnavailableError{err}
+	}
+	var d Device
+	if json.Unmarshal(b, &d) != nil {
+		return false, nil
+	}
+	ep, err := s.epoch(ctx, d.User)
+	if err != nil {
+		return false, err
+	}
+	return d.User == users.Canonical(u.Name) && s.now().Before(d.Expires) && d.Epoch == ep &&
+		hmac.Equal([]byte(d.Credential), []byte(u.Credential)), nil
+}
