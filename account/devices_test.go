@@ -1,0 +1,208 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/users"
+)
+
+// trustedBob enrols bob's phone, signs in with a code ticking "trust this
+// browser", and returns the device cookie and the client carrying it.
+func trustedBob(t *testing.T, e *tsEnv) (string, Client) {
+	t.Helper()
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	c := ip1
+	c.UserAgent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
+	c.Base = "https://app.example.com"
+	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, true, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.DeviceToken == "" || out.Device.Label != "Firefox on Linux" {
+		t.Fatalf("device %+v", out.Device)
+	}
+	c.Device = out.DeviceToken
+	return out.DeviceToken, c
+}
+
+func TestTrustedDeviceSkipsCode(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	tok, c := trustedBob(t, e)
+	res, err := e.svc.SignIn(ctx, "bob", "bob-password", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Session.State != store.StateTwoFactor || res.Session.Device == "" {
+		t.Fatalf("with a trusted device: %v", res.Session.State)
+	}
+	r, err := e.svc.Resolve(ctx, res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub := r.Subject(); !sub.ViaTrustedDevice {
+		t.Fatal("subject does not say a device stood in")
+	}
+	// Another browser (no cookie) still needs the code.
+	if other, _ := e.svc.SignIn(ctx, "bob", "bob-password", ip1); other.Session.State != store.StateSecondFactor {
+		t.Fatalf("without the cookie: %v", other.Session.State)
+	}
+	// A mangled cookie is worthless.
+	bad := c
+	bad.Device = tok[:42] + "A"
+	if got, _ := e.svc.SignIn(ctx, "bob", "bob-password", bad); got.Session.State != store.StateSecondFactor {
+		t.Fatalf("mangled cookie: %v", got.Session.State)
+	}
+}
+
+func TestDeviceCookieOfAnotherUser(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	_, c := trustedBob(t, e)
+	// alice turns two-step on too, then presents bob's device cookie.
+	a := e.signIn(t, "alice", "alice-password")
+	if _, err := e.svc.SetPhone(ctx, a, "+15557654321", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.SignIn(ctx, "alice", "alice-password", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Session.State != store.StateSecondFactor {
+		t.Fatalf("bob's device let alice skip the code: %v", res.Session.State)
+	}
+}
+
+func TestDeviceRevocation(t *testing.T) {
+	ctx := context.Background()
+	t.Run("one device: the next request asks for a code", func(t *testing.T) {
+		e := newTSEnv(t)
+		_, c := trustedBob(t, e)
+		res, _ := e.svc.SignIn(ctx, "bob", "bob-password", c)
+		r, _ := e.svc.Resolve(ctx, res.Token)
+		list, err := e.svc.Devices(ctx, r, c.Device)
+		if err != nil || len(list) != 1 || !list[0].Current {
+			t.Fatalf("devices %+v %v", list, err)
+		}
+		if err := e.svc.RevokeDevice(ctx, "alice", list[0].ID, ip1); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("alice revoking bob's device: %v", err)
+		}
+		if err := e.svc.RevokeDevice(ctx, "bob", list[0].ID, ip1); err != nil {
+			t.Fatal(err)
+		}
+		r, err = e.svc.Resolve(ctx, res.Token)
+		if err != nil || r.Session.State != store.StateSecondFactor {
+			t.Fatalf("after revocation the session must ask for a code: %v %v", r, err)
+		}
+		if again, _ := e.svc.SignIn(ctx, "bob", "bob-password", c); again.Session.State != store.StateSecondFactor {
+			t.Fatalf("revoked cookie: %v", again.Session.State)
+		}
+	})
+	t.Run("sign out everywhere ends sessions and devices", func(t *testing.T) {
+		e := newTSEnv(t)
+		_, c := trustedBob(t, e)
+		res, _ := e.svc.SignIn(ctx, "bob", "bob-password", c)
+		if err := e.svc.RevokeAll(ctx, "bob", ip1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Resolve(ctx, res.Token); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("session after revoke_all: %v", err)
+		}
+		if again, _ := e.svc.SignIn(ctx, "bob", "bob-password", c); again.Session.State != store.StateSecondFactor {
+			t.Fatalf("device after revoke_all: %v", again.Session.State)
+		}
+	})
+	t.Run("password change", func(t *testing.T) {
+		e := newTSEnv(t)
+		_, c := trustedBob(t, e)
+		nh, _ := bcrypt.GenerateFromPassword([]byte("bob-new-password"), bcrypt.MinCost)
+		e.dir.db.Store(mustParseWithBob(t, string(nh)))
+		if again, _ := e.svc.SignIn(ctx, "bob", "bob-new-password", c); again == nil || again.Session.State != store.StateSecondFactor {
+			t.Fatalf("device after a password change: %+v", again)
+		}
+	})
+	t.Run("a new method", func(t *testing.T) {
+		e := newTSEnv(t)
+		_, c := trustedBob(t, e)
+		res, _ := e.svc.SignIn(ctx, "bob", "bob-password", c)
+		r, _ := e.svc.Resolve(ctx, res.Token)
+		if _, err := e.svc.EnrollTOTP(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.add(time.Minute)
+		if _, err := e.svc.SetPhone(ctx, r, "+15550009999", MethodSMS, ip1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.ConfirmPhone(ctx, r, e.sms.last(t).Code, ip1); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := e.svc.SignIn(ctx, "bob", "bob-password", c); again.Session.State != store.StateSecondFactor {
+			t.Fatalf("device after a method change: %v", again.Session.State)
+		}
+	})
+	t.Run("expiry", func(t *testing.T) {
+		e := newTSEnv(t)
+		_, c := trustedBob(t, e)
+		e.clock.add(31 * 24 * time.Hour)
+		if again, _ := e.svc.SignIn(ctx, "bob", "bob-password", c); again.Session.State != store.StateSecondFactor {
+			t.Fatalf("expired device: %v", again.Session.State)
+		}
+	})
+}
+
+func TestNewDeviceEmailRevokeLink(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	// alice has an email address: give her a phone and trust a browser.
+	a := e.signIn(t, "alice", "alice-password")
+	if _, err := e.svc.SetPhone(ctx, a, "+15557654321", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(time.Minute)
+	half := e.signIn(t, "alice", "alice-password")
+	e.svc.SendCode(ctx, half, MethodSMS, ip1)
+	c := ip1
+	c.Base = "https://app.example.com"
+	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, true, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.mail.last(t)
+	if !strings.Contains(m.Subject, "new browser") || !strings.Contains(m.Body, "https://app.example.com/.twostep/devices/revoke?u=alice&d="+out.Device.ID+"&sig=") {
+		t.Fatalf("mail %+v", m)
+	}
+	sig := m.Body[strings.Index(m.Body, "&sig=")+5:]
+	sig = sig[:strings.IndexAny(sig, "\n ")]
+	if !e.svc.CheckRevokeLink("alice", out.Device.ID, sig) {
+		t.Fatal("our own link does not verify")
+	}
+	if e.svc.CheckRevokeLink("bob", out.Device.ID, sig) || e.svc.CheckRevokeLink("alice", out.Device.ID+"0", sig) {
+		t.Fatal("a link for another user or device verifies")
+	}
+}
+
+func mustParseWithBob(t *testing.T, bobHashValue string) *users.DB {
+	t.Helper()
+	old := bobHash
+	bobHash = bobHashValue
+	defer func() { bobHash = old }()
+	return usersYAML(t, "", false)
+}
