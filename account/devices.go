@@ -385,3 +385,60 @@ func (s *Service) deviceLive(ctx context.Context, u *users.User, h string) (bool
 	return d.User == users.Canonical(u.Name) && s.now().Before(d.Expires) && d.Epoch == ep &&
 		hmac.Equal([]byte(d.Credential), []byte(u.Credential)), nil
 }
+
+// ResetTwoStep is the operator's reset (`caddy twostep reset-2sv`): two-step
+// off, every method removed (authenticator, confirmed phone, backup codes),
+// trusted devices and sessions ended, the second-factor lock cleared. A
+// phone number in the users file stays: remove it there too if it is lost.
+func (s *Service) ResetTwoStep(ctx context.Context, user, operator string) error {
+	user = users.Canonical(user)
+	if _, ok := s.users.DB().Lookup(user); !ok {
+		return ErrNotFound
+	}
+	r, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return err
+	}
+	for _, h := range r.Backup {
+		if err := s.store.Delete(ctx, "backup:"+user+":"+h); err != nil {
+			return &UnavailableError{err}
+		}
+	}
+	if err := s.store.Delete(ctx, recordKey(user)); err != nil {
+		return &UnavailableError{err}
+	}
+	for _, k := range []string{"fail:2fa:u:" + user, "ban:2fa:u:" + user, "totp-pending:" + user} {
+		if err := s.store.Delete(ctx, k); err != nil {
+			return &UnavailableError{err}
+		}
+	}
+	if err := s.revokeDevices(ctx, user, "reset-2sv"); err != nil {
+		return err
+	}
+	n, err := s.store.DeleteUserSessions(ctx, user)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	s.audit.Warn("two-step reset by operator", zap.String("user", user), zap.String("operator", operator),
+		zap.Int("sessions", n), zap.String("outcome", "success"))
+	if u, ok := s.users.DB().Lookup(user); ok {
+		s.mail(ctx, u, "Two-step verification was reset",
+			"An administrator reset two-step verification for your account: your sign-in methods, backup codes and trusted browsers were removed, and every session was ended. Sign in with your password and set it up again.\n\nIf you did not ask for this, tell your administrator at once.")
+	}
+	return nil
+}
+
+// UserDevices lists a user's live trusted devices (operators' view).
+func (s *Service) UserDevices(ctx context.Context, user string) ([]DeviceView, error) {
+	user = users.Canonical(user)
+	u, ok := s.users.DB().Lookup(user)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return s.Devices(ctx, &Resolved{Session: &store.Session{User: user, State: store.StateTwoFactor}, User: u}, "")
+}
+
+// RevokeAllDevices ends every trusted device of the user, keeping sessions.
+func (s *Service) RevokeAllDevices(ctx context.Context, user string) error {
+	return s.revokeDevices(ctx, users.Canonical(user), "operator")
+}

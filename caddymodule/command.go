@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -31,13 +33,18 @@ Manages twostep from the shell.
   caddy twostep user add <name> [--email E] [--name "Display Name"] [--group G]... [--phone +1555...]
   caddy twostep user passwd <name>
   caddy twostep user disable <name> [--enable]
+  caddy twostep devices list <user>
+  caddy twostep devices revoke <user> (<id> | --all)
+  caddy twostep reset-2sv <user>
 
 The user commands edit the users file named by the twostep global option
 of --config (default ./Caddyfile), or the one given with --users-file.
+The devices and reset-2sv commands ask the running server through its
+admin endpoint (from --address, or the admin option of --config).
 Passwords are read from the terminal without echo, or from stdin.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashPasswordCmd(), userCmd())
+			cmd.AddCommand(hashPasswordCmd(), userCmd(), devicesCmd(), resetCmd())
 		},
 	})
 }
@@ -259,5 +266,90 @@ func userCmd() *cobra.Command {
 	disable.Flags().Bool("enable", false, "enable the user again")
 
 	c.AddCommand(list, add, passwd, disable)
+	return c
+}
+
+// adminFlags adds the flags that locate the running server's admin endpoint.
+func adminFlags(c *cobra.Command) {
+	c.PersistentFlags().String("config", "", "the Caddyfile, to find its admin address")
+	c.PersistentFlags().String("adapter", "caddyfile", "the config adapter of --config")
+	c.PersistentFlags().String("address", "", "the admin endpoint (default: from --config, else localhost:2019)")
+}
+
+// adminCall sends one request to the running server's twostep admin API.
+func adminCall(cmd *cobra.Command, method, path string) ([]byte, error) {
+	addr, _ := cmd.Flags().GetString("address")
+	cfg, _ := cmd.Flags().GetString("config")
+	adapter, _ := cmd.Flags().GetString("adapter")
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := caddycmd.AdminAPIRequest(adminAddr, method, path, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, adminAddr)
+	}
+	defer res.Body.Close()
+	return io.ReadAll(io.LimitReader(res.Body, 1<<20))
+}
+
+func devicesCmd() *cobra.Command {
+	c := &cobra.Command{Use: "devices", Short: "Lists and revokes users' trusted browsers"}
+	adminFlags(c)
+	list := &cobra.Command{
+		Use: "list <user>", Short: "Lists a user's trusted browsers", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := adminCall(cmd, "GET", "/twostep/users/"+url.PathEscape(args[0])+"/devices")
+			if err != nil {
+				return err
+			}
+			var list []account.DeviceView
+			if err := json.Unmarshal(body, &list); err != nil {
+				return fmt.Errorf("unexpected answer: %s", body)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tBROWSER\tTRUSTED\tLAST USED\tIP")
+			for _, d := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.Label, d.Created.Format("2006-01-02 15:04"), d.LastUsed.Format("2006-01-02 15:04"), d.IP)
+			}
+			return tw.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use: "revoke <user> (<id> | --all)", Short: "Revokes one trusted browser, or all of them", Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			all, _ := cmd.Flags().GetBool("all")
+			path := "/twostep/users/" + url.PathEscape(args[0]) + "/devices"
+			switch {
+			case all && len(args) == 1:
+			case !all && len(args) == 2:
+				path += "/" + url.PathEscape(args[1])
+			default:
+				return errors.New("give a device id or --all")
+			}
+			if _, err := adminCall(cmd, "DELETE", path); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "revoked")
+			return nil
+		},
+	}
+	revoke.Flags().Bool("all", false, "revoke every trusted browser of the user")
+	c.AddCommand(list, revoke)
+	return c
+}
+
+func resetCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use: "reset-2sv <user>", Short: "Turns two-step off for a user and removes every method, device and session", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := adminCall(cmd, "POST", "/twostep/users/"+url.PathEscape(args[0])+"/reset-2sv"); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "two-step verification reset for %s\n", args[0])
+			return nil
+		},
+	}
+	adminFlags(c)
 	return c
 }
