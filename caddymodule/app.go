@@ -371,7 +371,7 @@ func (a *App) Start() error {
 		_, _ = stores.Delete(a.poolKey)
 		return fmt.Errorf("twostep: %w", err)
 	}
-	
+
 	svc.SetAuditLogger(a.logger.Named("audit"))
 	ctx, cancel := context.WithCancel(context.Background())
 	a.users.Watch(ctx)
