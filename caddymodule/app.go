@@ -57,6 +57,9 @@ type App struct {
 	// SiteName is shown on the portal pages and in messages.
 	SiteName string `json:"site_name,omitempty"`
 
+	// TrustedDevice sets "don't require a code on this browser".
+	TrustedDevice *TrustedDeviceConfig `json:"trusted_device,omitempty"`
+
 	// TOTP sets the authenticator-app method.
 	TOTP *TOTPConfig `json:"totp,omitempty"`
 
@@ -91,6 +94,12 @@ type appRun struct {
 	mu      sync.Mutex
 	service atomic.Pointer[account.Service]
 	cancel  context.CancelFunc
+}
+
+// TrustedDeviceConfig sets trusted browsers.
+type TrustedDeviceConfig struct {
+	// Lifetime of a trusted browser. Default 30d.
+	Lifetime caddy.Duration `json:"lifetime,omitempty"`
 }
 
 // TOTPConfig sets the authenticator-app method.
@@ -214,6 +223,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.TwoStep == "" {
 		a.TwoStep = "optional"
+	}
+	if a.TrustedDevice == nil {
+		a.TrustedDevice = &TrustedDeviceConfig{}
+	}
+	if a.TrustedDevice.Lifetime == 0 {
+		a.TrustedDevice.Lifetime = caddy.Duration(30 * 24 * time.Hour)
 	}
 	if a.TOTP == nil {
 		a.TOTP = &TOTPConfig{}
@@ -361,8 +376,9 @@ func (a *App) Start() error {
 			MaxSendsPerHour: a.Code.MaxSendsPerHour,
 			EmailCodes:      a.Code.EmailCodes,
 		},
-		SiteName: a.SiteName,
-		Senders:  a.senders,
+		SiteName:              a.SiteName,
+		Senders:               a.senders,
+		TrustedDeviceLifetime: time.Duration(a.TrustedDevice.Lifetime),
 	}, st, a.users, nil, a.logger)
 	if err == nil {
 		svc.SetTOTP(a.TOTP.Issuer, *a.TOTP.Skew)

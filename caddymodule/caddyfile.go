@@ -20,7 +20,7 @@ func init() {
 // Options of the global block that later versions add; naming one is an
 // error rather than being silently ignored.
 var notYetGlobal = map[string]bool{
-	"trusted_device": true, "oidc": true, "recovery": true,
+	"oidc": true, "recovery": true,
 }
 
 // parseGlobal reads the `twostep` global option:
@@ -40,6 +40,9 @@ var notYetGlobal = map[string]bool{
 //			max_retries <n>
 //			find_time <duration>
 //			ban_time <duration>
+//		}
+//		trusted_device {
+//			lifetime <duration>
 //		}
 //		totp {
 //			issuer <name>
@@ -241,6 +244,21 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			app.Email = em
+		case "trusted_device":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			app.TrustedDevice = new(TrustedDeviceConfig)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "lifetime":
+					if err := durationArg(d, &app.TrustedDevice.Lifetime); err != nil {
+						return nil, err
+					}
+				default:
+					return nil, d.Errf("trusted_device: unknown option %q (want lifetime)", d.Val())
+				}
+			}
 		case "dev_outbox":
 			if d.NextArg() {
 				return nil, d.ArgErr()
