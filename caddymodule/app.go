@@ -191,6 +191,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.run = new(appRun)
+	a.expandPlaceholders()
 	if a.Store == nil {
 		a.Store = &StoreConfig{Type: "bolt"}
 	}
@@ -269,6 +270,31 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.users = f
 	}
 	return nil
+}
+
+// expandPlaceholders replaces {env.*} and other global placeholders in the
+// values that usually come from the environment (secrets, tokens, paths).
+func (a *App) expandPlaceholders() {
+	repl := caddy.NewReplacer()
+	for _, p := range []*string{&a.UsersFile, &a.Secret, &a.CookieDomain, &a.SiteName} {
+		*p = repl.ReplaceKnown(*p, "")
+	}
+	if a.Store != nil {
+		a.Store.Path = repl.ReplaceKnown(a.Store.Path, "")
+	}
+	for _, list := range [][]ProviderConfig{a.SMS, a.Voice} {
+		for i := range list {
+			pc := &list[i]
+			for _, p := range []*string{&pc.AccountSID, &pc.AuthToken, &pc.From, &pc.Endpoint, &pc.URL, &pc.Secret} {
+				*p = repl.ReplaceKnown(*p, "")
+			}
+		}
+	}
+	if a.Email != nil {
+		for _, p := range []*string{&a.Email.Address, &a.Email.Username, &a.Email.Password, &a.Email.From} {
+			*p = repl.ReplaceKnown(*p, "")
+		}
+	}
 }
 
 // Validate checks the configuration.

@@ -92,7 +92,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err := oneArg(d, &app.Secret); err != nil {
 				return nil, err
 			}
-			if len(app.Secret) < 32 {
+			if len(app.Secret) < 32 && !strings.Contains(app.Secret, "{") {
 				return nil, d.Errf("secret is %d bytes long; it must be at least 32", len(app.Secret))
 			}
 		case "cookie_domain":
