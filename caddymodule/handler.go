@@ -265,7 +265,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	case policy.SecondFactor:
 		h.signIn(w, r, "second_factor_required", "challenge", h.returnURL(r, false))
 	case policy.Enroll:
-		h.signIn(w, r, "enrollment_required", "settings?enroll=1", "")
+		h.signIn(w, r, "enrollment_required", "settings?enroll=1", h.returnURL(r, false))
 	default:
 		h.deny(w, r)
 	}

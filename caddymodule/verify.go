@@ -111,7 +111,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	case policy.SecondFactor:
 		h.sidecarSignIn(w, r, "second_factor_required", "challenge", ret)
 	case policy.Enroll:
-		h.sidecarSignIn(w, r, "enrollment_required", "settings?enroll=1", "")
+		h.sidecarSignIn(w, r, "enrollment_required", "settings?enroll=1", ret)
 	default:
 		recoveryui.WriteError(w, http.StatusForbidden, "forbidden", "You do not have access to this page.")
 	}

@@ -74,7 +74,7 @@ func TestProtectedRequestStates(t *testing.T) {
 		wantError(t, alice.get(site+"/secure/x"), http.StatusUnauthorized, "enrollment_required")
 		r := alice.browse(site + "/secure/x")
 		wantStatus(t, r, http.StatusFound)
-		if got := r.Header.Get("Location"); got != "/.twostep/settings?enroll=1" {
+		if got := r.Header.Get("Location"); got != "/.twostep/settings?enroll=1&return="+url.QueryEscape("/secure/x") {
 			t.Fatalf("Location %q", got)
 		}
 	})

@@ -379,3 +379,5 @@ func rawGet(t *testing.T, addr, target string, hdr ...string) int {
 }
 
 func bytesReader(s string) io.Reader { return strings.NewReader(s) }
+
+func parseURL(s string) (*url.URL, error) { return url.Parse(s) }

@@ -547,6 +547,7 @@ func (sf *smtpFake) countMail(rcpt, subj string) int {
 // checkNotice checks the envelope and headers of an account notice.
 func checkNotice(t *testing.T, m mailMsg, rcpt string) {
 	t.Helper()
+	t.Logf("email to %s: %q", rcpt, m.Subject)
 	if m.EnvFrom != "security@example.com" {
 		t.Errorf("MAIL FROM %q, want security@example.com", m.EnvFrom)
 	}

@@ -8,6 +8,7 @@ package integration
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"io"
@@ -300,8 +301,7 @@ func enrolTOTP(t *testing.T, c *client) (string, []string, time.Time) {
 func enableWithFilePhone(t *testing.T) []string {
 	t.Helper()
 	c := newClient(t)
-	m := wantAuthenticatedLogin(t, c, "bob", bobPassword, "one_factor")
-	_ = m
+	wantAuthenticatedLogin(t, c, "bob", bobPassword, "one_factor")
 	r := wantJSON(t, c.api("two_step", map[string]any{"enabled": true}), http.StatusOK)
 	if r["enabled"] != true {
 		t.Fatalf("two_step enabled:true answered %v", r)
@@ -383,7 +383,7 @@ func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 			t.Fatalf("SMS to %s, want %s", sms.To, alicePhone)
 		}
 		code := smsCode(t, sms.Body)
-		if strings.Contains(string(m["sent_to"].(string)), alicePhone) {
+		if strings.Contains(fmt.Sprint(m["sent_to"]), alicePhone) {
 			t.Fatal("sent_to shows the whole number")
 		}
 
@@ -1096,16 +1096,12 @@ func TestTwoStepAPIBadInput(t *testing.T) {
 	})
 }
 
-func jsonBytes(v any) ([]byte, error) {
-	var b bytes.Buffer
-	err := jsonEncode(&b, v)
-	return bytes.TrimSpace(b.Bytes()), err
-}
+func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }
 
 // --- 15: developer outbox ---
 
 func TestDevOutbox(t *testing.T) {
-	startTS(t, tsConfig{caddyGlobal: "default_bind 127.0.0.1", bobPhone: true, twostep: "dev_outbox"})
+	fx := startTS(t, tsConfig{caddyGlobal: "default_bind 127.0.0.1", bobPhone: true, twostep: "dev_outbox"})
 	if methods := enableWithFilePhone(t); !hasAll(methods, "sms", "voice") {
 		t.Fatalf("methods %v, want sms and voice through the outbox", methods)
 	}
@@ -1119,7 +1115,7 @@ func TestDevOutbox(t *testing.T) {
 		r := c.get(site + api + "outbox")
 		wantStatus(t, r, http.StatusOK)
 		var list []map[string]any
-		if err := jsonDecode(r.body, &list); err != nil {
+		if err := json.Unmarshal(r.body, &list); err != nil {
 			t.Fatalf("outbox is not a JSON list: %s", r.body)
 		}
 		return list
@@ -1165,7 +1161,7 @@ func TestDevOutbox(t *testing.T) {
 	}
 
 	t.Run("dev_outbox without loopback-only listeners does not load", func(t *testing.T) {
-		cfg := f(t).caddyfile("dev_outbox", siteRules)
+		cfg := fx.caddyfile("dev_outbox", siteRules)
 		req, _ := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(cfg))
 		req.Header.Set("Content-Type", "text/caddyfile")
 		res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
