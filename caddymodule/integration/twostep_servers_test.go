@@ -533,17 +533,6 @@ func (sf *smtpFake) waitMail(t *testing.T, rcpt, subj string, skip int) mailMsg 
 	return got
 }
 
-// countMail counts messages to rcpt whose subject contains subj.
-func (sf *smtpFake) countMail(rcpt, subj string) int {
-	n := 0
-	for _, m := range sf.all() {
-		if len(m.EnvTo) == 1 && m.EnvTo[0] == rcpt && strings.Contains(strings.ToLower(m.Subject), strings.ToLower(subj)) {
-			n++
-		}
-	}
-	return n
-}
-
 // checkNotice checks the envelope and headers of an account notice.
 func checkNotice(t *testing.T, m mailMsg, rcpt string) {
 	t.Helper()

@@ -14,6 +14,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -331,13 +333,31 @@ func (c *client) rawVerify(method, code string) (int, []byte, error) {
 	return res.StatusCode, b, err
 }
 
+// wantNotAtRest checks that none of secrets appears in the store file
+// (SPEC §8: phone numbers and TOTP secrets encrypted, backup codes hashed).
+func wantNotAtRest(t *testing.T, f *fixture, secrets ...string) {
+	t.Helper()
+	db, err := os.ReadFile(filepath.Join(f.dir, "twostep.db"))
+	if err != nil || len(db) == 0 {
+		t.Fatalf("reading the store file: %v (%d bytes)", err, len(db))
+	}
+	for _, s := range secrets {
+		for _, v := range []string{s, strings.ReplaceAll(s, "-", ""), strings.TrimPrefix(s, "+")} {
+			if len(v) >= 8 && bytes.Contains(db, []byte(v)) {
+				t.Errorf("%q is stored in plain text in the store", v)
+			}
+		}
+	}
+}
+
 var (
 	onSubject  = regexp.MustCompile(`(?i)\bon\b`)
 	offSubject = regexp.MustCompile(`(?i)\boff\b`)
 )
 
-// --- 1, 2, 3, 11, 12: phone enrolment through the API, sign-in by SMS,
-// voice and backup codes, new backup codes, turning two-step off ---
+// --- 1, 2, 3, 11, 12: phone enrolment through the API (and a change of
+// number), sign-in by SMS, voice and backup codes, new backup codes,
+// turning two-step off and on ---
 
 func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 	tw := newTwilioFake(t)
@@ -455,7 +475,8 @@ func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 		return
 	}
 
-	t.Run("3 voice call reads the digits one by one, twice", func(t *testing.T) {
+	var phoneChanger *client
+	if !t.Run("3 voice call reads the digits one by one, twice", func(t *testing.T) {
 		c := newClient(t)
 		c.halfSignIn("alice", alicePassword)
 		wantSent(t, p.send(t, c, "alice", "voice"), "•••• 4567", 1)
@@ -463,7 +484,50 @@ func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 		if call.To != alicePhone {
 			t.Fatalf("call to %s", call.To)
 		}
-		wantAuthenticated(t, c.verify("voice", voiceCode(t, call.Twiml)), "two_factor")
+		r := c.api("code/verify", map[string]any{"method": "voice", "code": voiceCode(t, call.Twiml), "trust_device": false})
+		wantAuthenticated(t, r, "two_factor")
+		phoneChanger = c
+	}) {
+		return
+	}
+
+	t.Run("changing the phone while two-step is on: {} and an email", func(t *testing.T) {
+		const newPhone = "+15550009999"
+		p.wait("alice/voice")
+		r := phoneChanger.api("phone", map[string]string{"phone": newPhone, "method": "voice"})
+		p.mark("alice/voice")
+		wantSent(t, wantJSON(t, r, http.StatusAccepted), "•••• 9999", 1)
+		call := tw.nth(t, "voice", 2)
+		if call.To != newPhone {
+			t.Fatalf("confirmation call to %s, want the new number %s", call.To, newPhone)
+		}
+		r = phoneChanger.api("phone/confirm", map[string]string{"code": voiceCode(t, call.Twiml)})
+		wantStatus(t, r, http.StatusOK)
+		if strings.TrimSpace(string(r.body)) != "{}" {
+			t.Fatalf("phone/confirm with two-step already on: %s, want {}", r.body)
+		}
+		var got mailMsg
+		eventually(t, 5*time.Second, "an email about the phone change", func() bool {
+			for _, m := range mail.all() {
+				if len(m.EnvTo) == 1 && m.EnvTo[0] == "alice@example.com" && strings.Contains(strings.ToLower(m.Subject+" "+m.Body), "phone") {
+					got = m
+					return true
+				}
+			}
+			return false
+		})
+		checkNotice(t, got, "alice@example.com")
+		if en, methods := twoStepOf(t, wantJSON(t, phoneChanger.me(), http.StatusOK)); !en || !hasAll(methods, "sms", "voice", "backup_code") {
+			t.Fatalf("me after the phone change: %v %v", en, methods)
+		}
+		c := newClient(t)
+		c.halfSignIn("alice", alicePassword)
+		p.send(t, c, "alice", "sms")
+		if sms := tw.nth(t, "sms", 3); sms.To != newPhone {
+			t.Fatalf("sign-in SMS to %s, want the new number", sms.To)
+		} else {
+			wantAuthenticated(t, c.verify("sms", smsCode(t, sms.Body)), "two_factor")
+		}
 	})
 
 	var full *client // signed in at two_factor, for 12
@@ -506,7 +570,7 @@ func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 		}
 
 		p.send(t, full, "alice", "sms")
-		code := smsCode(t, tw.nth(t, "sms", 3).Body)
+		code := smsCode(t, tw.nth(t, "sms", 4).Body)
 		m := wantJSON(t, full.api("two_step", map[string]any{"enabled": false, "password": alicePassword, "code": code}), http.StatusOK)
 		if m["enabled"] != false {
 			t.Fatalf("two_step off answered %v", m)
@@ -535,73 +599,78 @@ func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 			t.Fatal("bob's two-step turned on without a method")
 		}
 	})
+
+	t.Run("no phone number or backup code in plain text at rest", func(t *testing.T) {
+		wantNotAtRest(t, f, append(append([]string{alicePhone, "+15550009999"}, backup...), fresh...)...)
+	})
 }
 
-// --- 4 and expiry: cooldown, hourly cap, lifetime; email codes ---
+// --- 4 and expiry: cooldown, hourly cap (enrolment included), lifetime;
+// email codes ---
 
 func TestCodeCooldownCapAndLifetime(t *testing.T) {
 	tw := newTwilioFake(t)
 	mail := newSMTPFake(t)
 	const lifetime, cooldown = 2 * time.Second, 2 * time.Second
-	startTS(t, tsConfig{bobPhone: true, twostep: tw.block("sms") + "\n\t\t" + tw.block("voice") + "\n\t\t" + mail.block() + `
+	const alicePhone = "+15559874567"
+	startTS(t, tsConfig{twostep: tw.block("sms") + "\n\t\t" + tw.block("voice") + "\n\t\t" + mail.block() + `
 		code {
 			lifetime 2s
 			resend_after 2s
 			max_sends_per_hour 4
 			email_codes on
 		}`})
-	methods := enableWithFilePhone(t)
-	if !hasAll(methods, "sms", "voice", "email") {
-		t.Fatalf("methods %v, want sms, voice, email", methods)
-	}
-	checkNotice(t, mail.waitMail(t, "bob@example.com", "on", 0), "bob@example.com")
+
+	// Send 1 of the hour: the enrolment code.
+	a := newClient(t)
+	wantAuthenticatedLogin(t, a, "alice", alicePassword, "one_factor")
+	enrolSent := time.Now()
+	wantSent(t, wantJSON(t, a.api("phone", map[string]string{"phone": alicePhone, "method": "sms"}), http.StatusAccepted), "•••• 4567", 2)
+	wantCodes(t, wantJSON(t, a.api("phone/confirm", map[string]string{"code": smsCode(t, tw.nth(t, "sms", 1).Body)}), http.StatusOK))
 
 	h := newClient(t)
-	if m := h.halfSignIn("bob", bobPassword); !hasAll(m, "sms", "voice", "email") {
-		t.Fatalf("methods %v", m)
+	if m := h.halfSignIn("alice", alicePassword); !hasAll(m, "sms", "voice", "email", "backup_code") {
+		t.Fatalf("methods %v, want sms, voice, email, backup_code", m)
 	}
-	first := time.Now()
-	wantSent(t, wantJSON(t, h.api("code/send", map[string]string{"method": "sms"}), http.StatusAccepted), "•••• 4567", 2)
-
+	var voiceSent time.Time
 	t.Run("a second send on the same channel within resend_after is 429 with Retry-After", func(t *testing.T) {
-		r := h.api("code/send", map[string]string{"method": "sms"})
+		voiceSent = time.Now()
+		wantSent(t, wantJSON(t, h.api("code/send", map[string]string{"method": "voice"}), http.StatusAccepted), "•••• 4567", 2)
+		voiceCode(t, tw.nth(t, "voice", 1).Twiml)
+		r := h.api("code/send", map[string]string{"method": "voice"})
 		wantError(t, r, http.StatusTooManyRequests, "rate_limited")
 		if ra := r.Header.Get("Retry-After"); ra != "1" && ra != "2" {
 			t.Fatalf("Retry-After %q, want 1 or 2 (resend_after 2s)", ra)
 		}
-		if n := tw.count("sms"); n != 1 {
-			t.Fatalf("twilio got %d SMS, want 1", n)
+		if n := tw.count("voice"); n != 1 {
+			t.Fatalf("twilio got %d calls, want 1", n)
 		}
 	})
-	t.Run("another channel is not held back by that cooldown", func(t *testing.T) {
-		wantJSON(t, h.api("code/send", map[string]string{"method": "voice"}), http.StatusAccepted)
-		voiceCode(t, tw.nth(t, "voice", 1).Twiml)
-	})
-	t.Run("email codes: sent, masked, and usable", func(t *testing.T) {
+	t.Run("email codes: another channel, sent, masked, and usable", func(t *testing.T) {
 		m := wantJSON(t, h.api("code/send", map[string]string{"method": "email"}), http.StatusAccepted)
-		if to, _ := m["sent_to"].(string); to == "" || strings.Contains(to, "bob@example.com") {
+		if to, _ := m["sent_to"].(string); to == "" || strings.Contains(to, "alice@example.com") {
 			t.Fatalf("email sent_to %v: want a masked address", m["sent_to"])
 		}
-		got := mail.waitMail(t, "bob@example.com", "code", 0)
-		checkNotice(t, got, "bob@example.com")
+		got := mail.waitMail(t, "alice@example.com", "code", 0)
+		checkNotice(t, got, "alice@example.com")
 		code := smsCode(t, got.Body)
-		// Only the newest code counts: the SMS and voice ones were replaced.
+		// Only the newest code counts: the voice one was replaced.
 		wantAuthenticated(t, h.verify("email", code), "two_factor")
 	})
 	t.Run("an expired code is invalid_code", func(t *testing.T) {
 		c := newClient(t)
-		c.halfSignIn("bob", bobPassword)
-		time.Sleep(time.Until(first.Add(cooldown + 100*time.Millisecond)))
+		c.halfSignIn("alice", alicePassword)
+		time.Sleep(time.Until(enrolSent.Add(cooldown + 100*time.Millisecond)))
 		wantJSON(t, c.api("code/send", map[string]string{"method": "sms"}), http.StatusAccepted)
 		sent := time.Now()
 		code := smsCode(t, tw.nth(t, "sms", 2).Body)
 		time.Sleep(time.Until(sent.Add(lifetime + 500*time.Millisecond)))
 		wantError(t, c.verify("sms", code), http.StatusUnauthorized, "invalid_code")
 	})
-	t.Run("max_sends_per_hour (4, enrolment included) is 429", func(t *testing.T) {
+	t.Run("max_sends_per_hour counts every channel and the enrolment code: the 5th send is 429", func(t *testing.T) {
 		c := newClient(t)
-		c.halfSignIn("bob", bobPassword)
-		// voice's cooldown is long over; this is the fifth send in the hour.
+		c.halfSignIn("alice", alicePassword)
+		time.Sleep(time.Until(voiceSent.Add(cooldown + 100*time.Millisecond)))
 		r := c.api("code/send", map[string]string{"method": "voice"})
 		wantError(t, r, http.StatusTooManyRequests, "rate_limited")
 		ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
@@ -663,6 +732,9 @@ func TestCodeSingleUseAndTries(t *testing.T) {
 			t.Fatalf("5th wrong try: %d %s, want 401 or 429", r.StatusCode, r.body)
 		}
 		t.Logf("5th wrong try answered %d %s (Retry-After %q)", r.StatusCode, r.body, r.Header.Get("Retry-After"))
+		if r.StatusCode == http.StatusTooManyRequests && r.Header.Get("Retry-After") == "" {
+			t.Fatal("429 without Retry-After")
+		}
 		r = c.verify("sms", code)
 		if r.StatusCode != http.StatusUnauthorized && r.StatusCode != http.StatusTooManyRequests {
 			t.Fatalf("the right code after 5 wrong tries: %d %s, want it refused with 401 or 429", r.StatusCode, r.body)
@@ -838,6 +910,12 @@ func TestCodeDeliveryFailure(t *testing.T) {
 	// Voice at once.
 	wantJSON(t, c.api("code/send", map[string]string{"method": "voice"}), http.StatusAccepted)
 	wantAuthenticated(t, c.verify("voice", voiceCode(t, tw.nth(t, "voice", 1).Twiml)), "two_factor")
+	// A failed delivery does not start the cooldown: SMS may be retried at once.
+	retry := c.api("code/send", map[string]string{"method": "sms"})
+	t.Logf("OBSERVED: retrying sms at once after its failed delivery answered %d %s", retry.StatusCode, retry.body)
+	if retry.StatusCode == http.StatusTooManyRequests {
+		t.Error("a failed delivery started the sms cooldown")
+	}
 }
 
 // --- 9: a fallback provider ---
@@ -851,9 +929,12 @@ func TestCodeFallbackProvider(t *testing.T) {
 		sms webhook %s {
 			secret %s
 		}
+		voice webhook %s {
+			secret %s
+		}
 		code {
 			resend_after 1s
-		}`, wh.url(), secret)})
+		}`, wh.url(), secret, wh.url(), secret)})
 	enableWithFilePhone(t)
 
 	c := newClient(t)
@@ -873,6 +954,21 @@ func TestCodeFallbackProvider(t *testing.T) {
 	}
 	wantAuthenticated(t, c.verify("sms", m.Code), "two_factor")
 
+	t.Run("voice by webhook: the body reads the digits one by one", func(t *testing.T) {
+		d := newClient(t)
+		d.halfSignIn("bob", bobPassword)
+		wantJSON(t, d.api("code/send", map[string]string{"method": "voice"}), http.StatusAccepted)
+		got := wh.received()
+		if len(got) != 2 {
+			t.Fatalf("webhook received %d signed messages, want 2", len(got))
+		}
+		v := got[1]
+		spelled := strings.Join(strings.Split(v.Code, ""), " ")
+		if v.Channel != "voice" || v.To != bobPhone || v.User != "bob" || len(v.Code) != 6 || !strings.Contains(v.Body, spelled) {
+			t.Fatalf("voice webhook message %+v, want the body to read %q (SPEC: \"Your code is 1 2 3 4 5 6.\")", v, spelled)
+		}
+		wantAuthenticated(t, d.verify("voice", v.Code), "two_factor")
+	})
 	t.Run("every provider failing is 502 delivery_failed", func(t *testing.T) {
 		wh.status.Store(http.StatusServiceUnavailable)
 		d := newClient(t)
@@ -883,7 +979,7 @@ func TestCodeFallbackProvider(t *testing.T) {
 		if alts := strList(t, r.json(t)["alternatives"], "alternatives"); slices.Contains(alts, "sms") {
 			t.Fatalf("alternatives %v name the failed channel", alts)
 		}
-		if tw.count("sms") != 2 || wh.hitCount() != 2 {
+		if tw.count("sms") != 2 || wh.hitCount() != 3 {
 			t.Fatalf("twilio got %d, webhook %d requests; want both tried again", tw.count("sms"), wh.hitCount())
 		}
 	})
@@ -892,7 +988,7 @@ func TestCodeFallbackProvider(t *testing.T) {
 // --- 10: authenticator app ---
 
 func TestTOTPEnrolmentAndSignIn(t *testing.T) {
-	startTS(t, tsConfig{twostep: `totp {
+	f := startTS(t, tsConfig{twostep: `totp {
 			issuer "Integration Issuer"
 			skew 1
 		}`})
@@ -932,6 +1028,10 @@ func TestTOTPEnrolmentAndSignIn(t *testing.T) {
 			t.Fatalf("methods %v", methods)
 		}
 		wantError(t, c.verify("totp", wrongTOTP(t, secret)), http.StatusUnauthorized, "invalid_code")
+		// skew 1: three steps ahead is outside the window.
+		if far := totpAt(t, secret, time.Now().Add(90*time.Second)); far != next {
+			wantError(t, c.verify("totp", far), http.StatusUnauthorized, "invalid_code")
+		}
 		wantAuthenticated(t, c.verify("totp", next), "two_factor")
 		wantStatus(t, c.get(site+"/secure/x"), http.StatusOK)
 	})
@@ -959,6 +1059,7 @@ func TestTOTPEnrolmentAndSignIn(t *testing.T) {
 		if strings.TrimSpace(string(r.body)) != "{}" {
 			t.Fatalf("totp/confirm with two-step already on: %s, want {}", r.body)
 		}
+		wantNotAtRest(t, f, secret, s2)
 	})
 }
 
@@ -982,15 +1083,13 @@ func TestTwoStepRequired(t *testing.T) {
 		wantError(t, alice.get(site+p), http.StatusUnauthorized, "enrollment_required")
 		br := alice.browse(site + p)
 		wantStatus(t, br, http.StatusFound)
-		if loc := br.Header.Get("Location"); loc != "/.twostep/settings?enroll=1" {
-			t.Fatalf("%s: Location %q, want /.twostep/settings?enroll=1", p, loc)
-		}
+		wantEnrolRedirect(t, br, p)
 	}
 	if f.echo.hits.Load() != before {
 		t.Fatal("an enrolling session reached the upstream")
 	}
 
-	enrolTOTP(t, alice)
+	_, backup, _ := enrolTOTP(t, alice)
 	me = wantJSON(t, alice.me(), http.StatusOK)
 	if en, methods := twoStepOf(t, me); !en || me["level"] != "two_factor" || !hasAll(methods, "totp", "backup_code") {
 		t.Fatalf("me after enrolment: %v", me)
@@ -1002,11 +1101,36 @@ func TestTwoStepRequired(t *testing.T) {
 	wantStatus(t, alice.get(site+"/secure/x"), http.StatusOK)
 
 	newClient(t).halfSignIn("alice", alicePassword)
+	t.Run("two-step cannot be turned off", func(t *testing.T) {
+		r := alice.api("two_step", map[string]any{"enabled": false, "password": alicePassword, "code": backup[0]})
+		t.Logf("two_step off under two_step required answered %d %s", r.StatusCode, r.body)
+		if r.StatusCode < 400 || r.StatusCode >= 500 {
+			t.Fatalf("two_step off under two_step required: %d %s, want a refusal", r.StatusCode, r.body)
+		}
+		if en, _ := twoStepOf(t, wantJSON(t, alice.me(), http.StatusOK)); !en {
+			t.Fatal("two-step turned off under two_step required")
+		}
+		newClient(t).halfSignIn("alice", alicePassword)
+	})
 	t.Run("a users-file phone counts as a method", func(t *testing.T) {
 		if m := newClient(t).halfSignIn("bob", bobPassword); !slices.Contains(m, "sms") {
 			t.Fatalf("bob's methods %v, want sms", m)
 		}
 	})
+}
+
+// wantEnrolRedirect: 302 to /.twostep/settings?enroll=1 (SPEC §3); a
+// return parameter, if any, must be the request's own relative URL.
+func wantEnrolRedirect(t *testing.T, r *response, requested string) {
+	t.Helper()
+	loc := r.Header.Get("Location")
+	u, err := url.Parse(loc)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Path != "/.twostep/settings" || u.Query().Get("enroll") != "1" {
+		t.Fatalf("%s: Location %q, want /.twostep/settings?enroll=1", requested, loc)
+	}
+	if ret, ok := u.Query()["return"]; ok && (len(ret) != 1 || ret[0] != requested) {
+		t.Fatalf("%s: Location %q returns elsewhere", requested, loc)
+	}
 }
 
 // --- 14: bad input on the two-step endpoints ---
