@@ -296,6 +296,10 @@ func (s *Service) RevokeDevice(ctx context.Context, user, id string, c Client) e
 		}
 		s.audit.Info("device revoked", zap.String("user", user), zap.String("device", id), zap.String("ip", c.ip()),
 			zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+		if u, ok := s.users.DB().Lookup(user); ok {
+			s.mail(ctx, u, "A trusted browser was revoked",
+				d.Label+" (trusted "+d.Created.UTC().Format("2 Jan 2006")+") will be asked for a code again.")
+		}
 		return nil
 	}
 	return ErrNotFound
@@ -314,6 +318,10 @@ func (s *Service) RevokeAll(ctx context.Context, user string, c Client) error {
 	}
 	s.audit.Info("signed out everywhere", zap.String("user", user), zap.Int("sessions", n), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	if u, ok := s.users.DB().Lookup(user); ok {
+		s.mail(ctx, u, "You were signed out everywhere",
+			"Every session of your account was ended and every trusted browser forgotten. If this wasn't you, change your password.")
+	}
 	return nil
 }
 
