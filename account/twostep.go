@@ -682,18 +682,27 @@ type ConfirmResult struct {
 	TurnedOn    bool
 }
 
+// beginConfirm checks what confirming any method needs: a session that may
+// manage methods, a code, and an unlocked second factor.
+func (s *Service) beginConfirm(ctx context.Context, res *Resolved, code string, c Client) (string, error) {
+	if !canManage(res) {
+		return "", ErrForbidden
+	}
+	if code == "" {
+		return "", &InvalidInputError{`Field "code" is required and must not be empty.`}
+	}
+	if err := s.factorLocked(ctx, res.Session.User, c); err != nil {
+		return "", err
+	}
+	return res.Session.User, nil
+}
+
 // ConfirmTOTP checks the first code of a pending authenticator and makes
 // it a method; two-step turns on if it was off. The session rises to
 // two_factor (the user has just shown the factor).
 func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
-	if !canManage(res) {
-		return nil, ErrForbidden
-	}
-	if code == "" {
-		return nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
-	}
-	user := res.Session.User
-	if err := s.factorLocked(ctx, user, c); err != nil {
+	user, err := s.beginConfirm(ctx, res, code, c)
+	if err != nil {
 		return nil, err
 	}
 	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
@@ -779,14 +788,8 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 // ConfirmPhone checks the code sent to the new number and makes it the
 // account's phone (sms and voice methods); two-step turns on if it was off.
 func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
-	if !canManage(res) {
-		return nil, ErrForbidden
-	}
-	if code == "" {
-		return nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
-	}
-	user := res.Session.User
-	if err := s.factorLocked(ctx, user, c); err != nil {
+	user, err := s.beginConfirm(ctx, res, code, c)
+	if err != nil {
 		return nil, err
 	}
 	rec, err := s.checkCode(ctx, user, "phone", code)

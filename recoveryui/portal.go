@@ -254,52 +254,38 @@ func (p *Portal) safeReturn(r *http.Request, env Env, raw string) string {
 
 // --- cookies ---
 
-func (p *Portal) setSession(w http.ResponseWriter, env Env, token string, expires time.Time) {
+// cookie sets one of the portal's long-lived cookies (session, device):
+// HttpOnly, SameSite=Lax, Secure on HTTPS, shared under the cookie domain.
+// A zero expiry deletes it.
+func (p *Portal) cookie(w http.ResponseWriter, env Env, name, value string, expires time.Time) {
 	c := &http.Cookie{
-		Name:     SessionCookieName(env.Secure, p.CookieDomain),
-		Value:    token,
+		Name:     name,
+		Value:    value,
 		Path:     "/",
 		HttpOnly: true,
 		Secure:   env.Secure,
 		SameSite: http.SameSiteLaxMode,
 		Expires:  expires,
 	}
+	if expires.IsZero() {
+		c.MaxAge = -1
+	}
 	if p.CookieDomain != "" {
 		c.Domain = p.CookieDomain
 	}
 	http.SetCookie(w, c)
+}
+
+func (p *Portal) setSession(w http.ResponseWriter, env Env, token string, expires time.Time) {
+	p.cookie(w, env, SessionCookieName(env.Secure, p.CookieDomain), token, expires)
 }
 
 func (p *Portal) setDevice(w http.ResponseWriter, env Env, token string, expires time.Time) {
-	c := &http.Cookie{
-		Name:     DeviceCookieName(env.Secure, p.CookieDomain),
-		Value:    token,
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   env.Secure,
-		SameSite: http.SameSiteLaxMode,
-		Expires:  expires,
-	}
-	if p.CookieDomain != "" {
-		c.Domain = p.CookieDomain
-	}
-	http.SetCookie(w, c)
+	p.cookie(w, env, DeviceCookieName(env.Secure, p.CookieDomain), token, expires)
 }
 
 func (p *Portal) clearSession(w http.ResponseWriter, env Env) {
-	c := &http.Cookie{
-		Name:     SessionCookieName(env.Secure, p.CookieDomain),
-		Value:    "",
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   env.Secure,
-		SameSite: http.SameSiteLaxMode,
-		MaxAge:   -1,
-	}
-	if p.CookieDomain != "" {
-		c.Domain = p.CookieDomain
-	}
-	http.SetCookie(w, c)
+	p.cookie(w, env, SessionCookieName(env.Secure, p.CookieDomain), "", time.Time{})
 }
 
 // csrfFor returns the browser's CSRF cookie, setting a new one if absent.
