@@ -67,6 +67,10 @@ func TestBrowser(t *testing.T) {
 		ctx := newBrowser(t, chromium)
 		journeyPhoneTwoStep(t, ctx)
 	})
+	t.Run("a user trusts this browser, signs in with the password only, revokes it in Login & security, and signs out everywhere", func(t *testing.T) {
+		ctx := newBrowser(t, chromium)
+		journeyTrustedDevice(t, ctx, chromium)
+	})
 }
 
 func journeySignInAndOut(t *testing.T, ctx context.Context) {
@@ -351,7 +355,11 @@ func startCaddy(t *testing.T) {
     displayname: Carol Example
     password: "%s"
     email: carol@example.com
-`, userName, hash, phoneUser, hash))
+  %s:
+    displayname: Dave Example
+    password: "%s"
+    email: dave@example.com
+`, userName, hash, phoneUser, hash, deviceUser, hash))
 
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	writeFile(t, caddyfile, fmt.Sprintf(`{
