@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/twostep-auth/twostep/internal/documents"
 	"github.com/twostep-auth/twostep/internal/otp"
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/users"
@@ -106,6 +107,8 @@ type Config struct {
 	TrustedDeviceLifetime time.Duration
 	// Senders deliver codes and account emails.
 	Senders Senders
+	// Recovery sets the identity-check recovery.
+	Recovery RecoveryConfig
 }
 
 // TouchInterval is how often, at most, a session's LastSeen is written.
@@ -131,6 +134,7 @@ type Service struct {
 	seal    *sealer
 	codes   *otp.Hasher
 	senders Senders
+	vault   *documents.Vault
 }
 
 // New returns a Service. now may be nil (time.Now).
@@ -210,6 +214,34 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		return nil, err
 	}
 	s.senders = cfg.Senders
+	if s.vault, err = documents.NewVault(deriveKey(cfg.Secret, "twostep documents v1")); err != nil {
+		return nil, err
+	}
+	r := &s.cfg.Recovery
+	if r.Approvals <= 0 {
+		r.Approvals = 1
+	}
+	if r.MaxSize <= 0 {
+		r.MaxSize = 10 << 20
+	}
+	if r.Expected == "" {
+		r.Expected = "about two days"
+	}
+	if r.Retention <= 0 {
+		r.Retention = 7 * 24 * time.Hour
+	}
+	if r.AfterApproval == "" {
+		r.AfterApproval = "password_only"
+	}
+	if r.Expiry <= 0 {
+		r.Expiry = 30 * 24 * time.Hour
+	}
+	if r.MaxPerAccount <= 0 {
+		r.MaxPerAccount = 5
+	}
+	if r.MaxPerIP <= 0 {
+		r.MaxPerIP = 20
+	}
 	return s, nil
 }
 
@@ -262,6 +294,9 @@ type SignInResult struct {
 	User    *users.User
 	// Methods lists the second factors on offer (state second_factor).
 	Methods []string
+	// OfferTwoStep: an approved recovery turned two-step off; offer to
+	// turn it on again.
+	OfferTwoStep bool
 }
 
 // SignIn checks a password and issues a new session (a new token every time:
@@ -367,6 +402,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"),
 		zap.String("level", sess.State.String()))
 	out := &SignInResult{Token: token, Session: sess, User: u}
+	if sess.State == store.StateOneFactor {
+		if _, err := s.store.Take(ctx, "offer-2sv:"+name, now); err == nil {
+			out.OfferTwoStep = true
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, &UnavailableError{err}
+		}
+	}
 	if sess.State == store.StateSecondFactor {
 		if out.Methods, err = s.Methods(ctx, u); err != nil {
 			return nil, err

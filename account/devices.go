@@ -399,6 +399,10 @@ func (s *Service) deviceLive(ctx context.Context, u *users.User, h string) (bool
 // trusted devices and sessions ended, the second-factor lock cleared. A
 // phone number in the users file stays: remove it there too if it is lost.
 func (s *Service) ResetTwoStep(ctx context.Context, user, operator string) error {
+	return s.resetTwoStep(ctx, user, operator, true)
+}
+
+func (s *Service) resetTwoStep(ctx context.Context, user, operator string, tell bool) error {
 	user = users.Canonical(user)
 	if _, ok := s.users.DB().Lookup(user); !ok {
 		return ErrNotFound
@@ -429,7 +433,7 @@ func (s *Service) ResetTwoStep(ctx context.Context, user, operator string) error
 	}
 	s.audit.Warn("two-step reset by operator", zap.String("user", user), zap.String("operator", operator),
 		zap.Int("sessions", n), zap.String("outcome", "success"))
-	if u, ok := s.users.DB().Lookup(user); ok {
+	if u, ok := s.users.DB().Lookup(user); ok && tell {
 		s.mail(ctx, u, "Two-step verification was reset",
 			"An administrator reset two-step verification for your account: your sign-in methods, backup codes and trusted browsers were removed, and every session was ended. Sign in with your password and set it up again.\n\nIf you did not ask for this, tell your administrator at once.")
 	}

@@ -220,6 +220,13 @@ func (s *Service) stateAfterPassword(ctx context.Context, u *users.User) (store.
 	case s.cfg.TwoStepRequired:
 		return store.StateEnrollment, nil
 	}
+	// After an approved recovery with `after_approval enroll`, the next
+	// sign-in enrols a new factor first.
+	if must, err := s.mustEnroll(ctx, users.Canonical(u.Name)); err != nil {
+		return store.StateNone, err
+	} else if must {
+		return store.StateEnrollment, nil
+	}
 	return store.StateOneFactor, nil
 }
 
@@ -595,6 +602,9 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	}
 	s.audit.Info("second factor passed", zap.String("user", user), zap.String("method", method),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	if err := s.cancelOpenRecovery(ctx, user, "you signed in with a code"); err != nil {
+		return nil, err
+	}
 	fresh, err := s.loadRecord(ctx, user)
 	if err != nil {
 		return nil, err
@@ -844,6 +854,9 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 	// A new method ends every trusted device (SPEC §4).
 	if err := s.revokeDevices(ctx, user, event); err != nil {
 		return nil, err
+	}
+	if err := s.store.Delete(ctx, mustEnrollKey(user)); err != nil {
+		return nil, &UnavailableError{err}
 	}
 	sess := *res.Session
 	sess.State = store.StateTwoFactor

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -24,6 +25,9 @@ func init() {
 //	DELETE /twostep/users/{user}/devices        (all)
 //	DELETE /twostep/users/{user}/devices/{id}
 //	POST   /twostep/users/{user}/reset-2sv
+//	GET    /twostep/recovery                    (every request)
+//	GET    /twostep/recovery/{id}
+//	POST   /twostep/recovery/{id}/approve|deny  (body: the reason)
 type adminAPI struct {
 	ctx caddy.Context
 }
@@ -61,6 +65,9 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusServiceUnavailable, "the twostep app is not running")
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/twostep/"), "/")
+	if len(parts) >= 1 && parts[0] == "recovery" {
+		return a.serveRecovery(w, r, svc, parts[1:])
+	}
 	if len(parts) < 3 || parts[0] != "users" || parts[1] == "" {
 		return apiErr(http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	}
@@ -104,3 +111,48 @@ var (
 	_ caddy.AdminRouter = (*adminAPI)(nil)
 	_ caddy.Provisioner = (*adminAPI)(nil)
 )
+
+func (a *adminAPI) serveRecovery(w http.ResponseWriter, r *http.Request, svc *account.Service, parts []string) error {
+	ctx := r.Context()
+	switch {
+	case (len(parts) == 0 || parts[0] == "") && r.Method == http.MethodGet:
+		list, err := svc.AllRecoveries(ctx)
+		if err != nil {
+			return apiErr(http.StatusServiceUnavailable, "%v", err)
+		}
+		if list == nil {
+			list = []*account.Recovery{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		return json.NewEncoder(w).Encode(list)
+	case len(parts) == 1 && r.Method == http.MethodGet:
+		list, err := svc.AllRecoveries(ctx)
+		if err != nil {
+			return apiErr(http.StatusServiceUnavailable, "%v", err)
+		}
+		for _, rec := range list {
+			if rec.ID == parts[0] {
+				w.Header().Set("Content-Type", "application/json")
+				return json.NewEncoder(w).Encode(rec)
+			}
+		}
+		return apiErr(http.StatusNotFound, "no such request")
+	case len(parts) == 2 && r.Method == http.MethodPost && (parts[1] == "approve" || parts[1] == "deny"):
+		reason, _ := io.ReadAll(io.LimitReader(r.Body, 2000))
+		_, err := svc.DecideAsOperator(ctx, "admin API", parts[0], parts[1], strings.TrimSpace(string(reason)))
+		var in *account.InvalidInputError
+		switch {
+		case errors.As(err, &in):
+			return apiErr(http.StatusBadRequest, "%s", in.Msg)
+		case errors.Is(err, account.ErrNotFound):
+			return apiErr(http.StatusNotFound, "no such request")
+		case errors.Is(err, account.ErrConflict):
+			return apiErr(http.StatusConflict, "the request is not pending")
+		case err != nil:
+			return apiErr(http.StatusServiceUnavailable, "%v", err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return apiErr(http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+}

@@ -75,6 +75,9 @@ type App struct {
 	// Email is the SMTP server for codes and account notices.
 	Email *SMTPConfig `json:"email,omitempty"`
 
+	// Recovery enables account recovery with an identity check.
+	Recovery *RecoveryConfig `json:"recovery,omitempty"`
+
 	// DevOutbox keeps sent messages in memory and shows them at
 	// /.twostep/outbox. Refused on a non-loopback listener.
 	DevOutbox bool `json:"dev_outbox,omitempty"`
@@ -94,6 +97,26 @@ type appRun struct {
 	mu      sync.Mutex
 	service atomic.Pointer[account.Service]
 	cancel  context.CancelFunc
+}
+
+// RecoveryConfig sets account recovery with an identity check.
+type RecoveryConfig struct {
+	// ReviewGroup is the group whose members (signed in with two factors)
+	// review requests. Required.
+	ReviewGroup string `json:"review_group"`
+	// Approvals is how many different reviewers must approve. Default 1.
+	Approvals int `json:"approvals,omitempty"`
+	// MaxSize of an upload in bytes. Default 10 MiB.
+	MaxSize int64 `json:"max_size,omitempty"`
+	// Expected is how long a review takes, in words. Default "about two days".
+	Expected string `json:"expected,omitempty"`
+	// Retention keeps documents this long after the decision. Default 7d.
+	Retention caddy.Duration `json:"retention,omitempty"`
+	// CoolingOff delays an approval's effect, during which the account
+	// holder can cancel it. Default 0 (at once).
+	CoolingOff caddy.Duration `json:"cooling_off,omitempty"`
+	// AfterApproval is password_only (default) or enroll.
+	AfterApproval string `json:"after_approval,omitempty"`
 }
 
 // TrustedDeviceConfig sets trusted browsers.
@@ -322,6 +345,17 @@ func (a *App) Validate() error {
 	if a.Code.Lifetime < 0 || a.Code.ResendAfter < 0 || a.Code.MaxSendsPerHour < 0 {
 		return errors.New("twostep: code: values must be positive")
 	}
+	if a.Recovery != nil {
+		if a.Recovery.ReviewGroup == "" {
+			return errors.New("twostep: recovery: review_group is required")
+		}
+		if a.Recovery.AfterApproval != "" && a.Recovery.AfterApproval != "password_only" && a.Recovery.AfterApproval != "enroll" {
+			return fmt.Errorf("twostep: recovery: after_approval %q: want password_only or enroll", a.Recovery.AfterApproval)
+		}
+		if a.Recovery.Approvals < 0 || a.Recovery.MaxSize < 0 || a.Recovery.Retention < 0 || a.Recovery.CoolingOff < 0 {
+			return errors.New("twostep: recovery: values must be positive")
+		}
+	}
 	if a.Code.EmailCodes && a.Email == nil && !a.DevOutbox {
 		return errors.New("twostep: code: email_codes needs an `email` server (or dev_outbox)")
 	}
@@ -405,6 +439,7 @@ func (a *App) Start() error {
 		SiteName:              a.SiteName,
 		Senders:               a.senders,
 		TrustedDeviceLifetime: time.Duration(a.TrustedDevice.Lifetime),
+		Recovery:              a.recoveryConfig(),
 	}, st, a.users, nil, a.logger)
 	if err == nil {
 		svc.SetTOTP(a.TOTP.Issuer, *a.TOTP.Skew)
@@ -417,6 +452,9 @@ func (a *App) Start() error {
 	svc.SetAuditLogger(a.logger.Named("audit"))
 	ctx, cancel := context.WithCancel(context.Background())
 	a.users.Watch(ctx)
+	if a.Recovery != nil {
+		go a.sweepRecovery(ctx, svc)
+	}
 	a.run.mu.Lock()
 	a.run.service.Store(svc)
 	a.run.cancel = cancel
@@ -482,3 +520,36 @@ var (
 	_ caddy.CleanerUpper = (*App)(nil)
 	_ caddy.Destructor   = (*pooledStore)(nil)
 )
+
+func (a *App) recoveryConfig() account.RecoveryConfig {
+	if a.Recovery == nil {
+		return account.RecoveryConfig{}
+	}
+	r := a.Recovery
+	return account.RecoveryConfig{
+		Enabled: true, ReviewGroup: r.ReviewGroup, Approvals: r.Approvals, MaxSize: r.MaxSize,
+		Expected: r.Expected, Retention: time.Duration(r.Retention), CoolingOff: time.Duration(r.CoolingOff),
+		AfterApproval: r.AfterApproval,
+	}
+}
+
+// sweepRecovery applies approvals after cooling-off, expires old requests
+// and deletes documents past retention, every 30 seconds (and once at
+// start, so a restart catches up at once).
+func (a *App) sweepRecovery(ctx context.Context, svc *account.Service) {
+	log := a.logger.Named("recovery")
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if err := svc.SweepRecovery(sctx); err != nil && ctx.Err() == nil {
+			log.Error("recovery sweep", zap.Error(err))
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -20,7 +21,7 @@ func init() {
 // Options of the global block that later versions add; naming one is an
 // error rather than being silently ignored.
 var notYetGlobal = map[string]bool{
-	"oidc": true, "recovery": true,
+	"oidc": true,
 }
 
 // parseGlobal reads the `twostep` global option:
@@ -69,6 +70,15 @@ var notYetGlobal = map[string]bool{
 //			password <password>
 //			from <address>
 //			tls starttls|implicit|none
+//		}
+//		recovery {
+//			review_group <group>
+//			approvals <n>
+//			max_size <size>
+//			expected <text>
+//			retention <duration>
+//			cooling_off <duration>
+//			after_approval password_only|enroll
 //		}
 //		dev_outbox
 //	}
@@ -259,6 +269,12 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Errf("trusted_device: unknown option %q (want lifetime)", d.Val())
 				}
 			}
+		case "recovery":
+			rc, err := parseRecovery(d)
+			if err != nil {
+				return nil, err
+			}
+			app.Recovery = rc
 		case "dev_outbox":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -354,6 +370,58 @@ func parseProvider(d *caddyfile.Dispenser, channel string) (ProviderConfig, erro
 		return pc, d.Errf("%s %q: want twilio or webhook", channel, pc.Type)
 	}
 	return pc, nil
+}
+
+// parseRecovery reads the `recovery { … }` block.
+func parseRecovery(d *caddyfile.Dispenser) (*RecoveryConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	rc := new(RecoveryConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "review_group":
+			err = oneArg(d, &rc.ReviewGroup)
+		case "approvals":
+			rc.Approvals, err = intArg(d, 1, 10)
+		case "max_size":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				n, perr := humanize.ParseBytes(s)
+				if perr != nil || n < 1024 || n > 100<<20 {
+					err = d.Errf("max_size %q: want a size from 1KiB to 100MiB, such as 10MiB", s)
+				}
+				rc.MaxSize = int64(n)
+			}
+		case "expected":
+			err = oneArg(d, &rc.Expected)
+		case "retention":
+			err = durationArg(d, &rc.Retention)
+		case "cooling_off":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				dur, perr := caddy.ParseDuration(s)
+				if perr != nil || dur < 0 {
+					err = d.Errf("cooling_off %q: want a duration (0 for none)", s)
+				}
+				rc.CoolingOff = caddy.Duration(dur)
+			}
+		case "after_approval":
+			if err = oneArg(d, &rc.AfterApproval); err == nil && rc.AfterApproval != "password_only" && rc.AfterApproval != "enroll" {
+				err = d.Errf("after_approval %q: want password_only or enroll", rc.AfterApproval)
+			}
+		default:
+			return nil, d.Errf("recovery: unknown option %q (want review_group, approvals, max_size, expected, retention, cooling_off or after_approval)", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if rc.ReviewGroup == "" {
+		return nil, d.Err("recovery: review_group is required (the group whose members review requests)")
+	}
+	return rc, nil
 }
 
 // parseEmail reads `email smtp <host:port> { … }`.

@@ -59,7 +59,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		name, in, want string
 	}{
 		{"unknown global option", global("\t\tfrobnicate on"), `unknown twostep option "frobnicate", at Caddyfile:4`},
-		{"later option", global("\t\trecovery {\n\t\t}"), `twostep option "recovery" is not available in this version`},
+		{"later option", global("\t\toidc example {\n\t\t}"), `twostep option "oidc" is not available in this version`},
+		{"recovery needs a review group", global("\t\trecovery {\n\t\t}"), "recovery: review_group is required"},
+		{"recovery max_size", global("\t\trecovery {\n\t\t\treview_group admins\n\t\t\tmax_size huge\n\t\t}"), `max_size "huge": want a size from 1KiB to 100MiB`},
+		{"recovery after_approval", global("\t\trecovery {\n\t\t\treview_group admins\n\t\t\tafter_approval forget\n\t\t}"), `after_approval "forget": want password_only or enroll`},
 		{"sms provider", global("\t\tsms carrier-pigeon"), `sms "carrier-pigeon": want twilio or webhook`},
 		{"twilio option", global("\t\tsms twilio {\n\t\t\tsid x\n\t\t}"), `sms twilio: unknown option "sid"`},
 		{"webhook without URL", global("\t\tvoice webhook"), "voice webhook: missing URL"},

@@ -36,15 +36,19 @@ Manages twostep from the shell.
   caddy twostep devices list <user>
   caddy twostep devices revoke <user> (<id> | --all)
   caddy twostep reset-2sv <user>
+  caddy twostep recovery list
+  caddy twostep recovery show <id>
+  caddy twostep recovery approve <id> [--reason R]
+  caddy twostep recovery deny <id> --reason R
 
 The user commands edit the users file named by the twostep global option
 of --config (default ./Caddyfile), or the one given with --users-file.
-The devices and reset-2sv commands ask the running server through its
+The devices, reset-2sv and recovery commands ask the running server through its
 admin endpoint (from --address, or the admin option of --config).
 Passwords are read from the terminal without echo, or from stdin.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashPasswordCmd(), userCmd(), devicesCmd(), resetCmd())
+			cmd.AddCommand(hashPasswordCmd(), userCmd(), devicesCmd(), resetCmd(), recoveryCmd())
 		},
 	})
 }
@@ -277,7 +281,7 @@ func adminFlags(c *cobra.Command) {
 }
 
 // adminCall sends one request to the running server's twostep admin API.
-func adminCall(cmd *cobra.Command, method, path string) ([]byte, error) {
+func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
 	addr, _ := cmd.Flags().GetString("address")
 	cfg, _ := cmd.Flags().GetString("config")
 	adapter, _ := cmd.Flags().GetString("adapter")
@@ -285,7 +289,11 @@ func adminCall(cmd *cobra.Command, method, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := caddycmd.AdminAPIRequest(adminAddr, method, path, nil, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	res, err := caddycmd.AdminAPIRequest(adminAddr, method, path, nil, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, adminAddr)
 	}
@@ -299,7 +307,7 @@ func devicesCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list <user>", Short: "Lists a user's trusted browsers", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := adminCall(cmd, "GET", "/twostep/users/"+url.PathEscape(args[0])+"/devices")
+			body, err := adminCall(cmd, "GET", "/twostep/users/"+url.PathEscape(args[0])+"/devices", "")
 			if err != nil {
 				return err
 			}
@@ -327,7 +335,7 @@ func devicesCmd() *cobra.Command {
 			default:
 				return errors.New("give a device id or --all")
 			}
-			if _, err := adminCall(cmd, "DELETE", path); err != nil {
+			if _, err := adminCall(cmd, "DELETE", path, ""); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "revoked")
@@ -343,7 +351,7 @@ func resetCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "reset-2sv <user>", Short: "Turns two-step off for a user and removes every method, device and session", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := adminCall(cmd, "POST", "/twostep/users/"+url.PathEscape(args[0])+"/reset-2sv"); err != nil {
+			if _, err := adminCall(cmd, "POST", "/twostep/users/"+url.PathEscape(args[0])+"/reset-2sv", ""); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "two-step verification reset for %s\n", args[0])
@@ -351,5 +359,57 @@ func resetCmd() *cobra.Command {
 		},
 	}
 	adminFlags(c)
+	return c
+}
+
+func recoveryCmd() *cobra.Command {
+	c := &cobra.Command{Use: "recovery", Short: "Lists and decides account recovery requests"}
+	adminFlags(c)
+	list := &cobra.Command{
+		Use: "list", Short: "Lists recovery requests, oldest first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body, err := adminCall(cmd, "GET", "/twostep/recovery", "")
+			if err != nil {
+				return err
+			}
+			var list []account.Recovery
+			if err := json.Unmarshal(body, &list); err != nil {
+				return fmt.Errorf("unexpected answer: %s", body)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tUSER\tCREATED\tDOCUMENT\tSTATUS\tAPPROVALS")
+			for _, r := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", r.ID, r.User, r.Created.Format("2006-01-02 15:04"), r.DocumentType, r.Status, len(r.Approvals))
+			}
+			return tw.Flush()
+		},
+	}
+	show := &cobra.Command{
+		Use: "show <id>", Short: "Shows one request", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body, err := adminCall(cmd, "GET", "/twostep/recovery/"+url.PathEscape(args[0]), "")
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(append(body, '\n'))
+			return err
+		},
+	}
+	decide := func(decision string) *cobra.Command {
+		d := &cobra.Command{
+			Use: decision + " <id>", Short: strings.ToUpper(decision[:1]) + decision[1:] + "s a request (as one reviewer)", Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				reason, _ := cmd.Flags().GetString("reason")
+				if _, err := adminCall(cmd, "POST", "/twostep/recovery/"+url.PathEscape(args[0])+"/"+decision, reason); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%sd %s\n", strings.TrimSuffix(decision, "e"), args[0])
+				return nil
+			},
+		}
+		d.Flags().String("reason", "", "the reason, sent to the user (required to deny)")
+		return d
+	}
+	c.AddCommand(list, show, decide("approve"), decide("deny"))
 	return c
 }

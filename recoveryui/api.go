@@ -3,6 +3,7 @@ package recoveryui
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/store"
@@ -48,7 +49,19 @@ func (p *Portal) serveAPI(w http.ResponseWriter, r *http.Request, env Env, name 
 			return
 		}
 		p.apiRevokeAll(w, r, env)
+	case "recovery":
+		p.apiRecovery(w, r, env, "")
+	case "review":
+		p.apiReview(w, r, env, "")
 	default:
+		if id, ok := strings.CutPrefix(name, "recovery/"); ok && id != "" && !strings.Contains(id, "/") {
+			p.apiRecovery(w, r, env, id)
+			return
+		}
+		if rest, ok := strings.CutPrefix(name, "review/"); ok && rest != "" {
+			p.apiReview(w, r, env, rest)
+			return
+		}
 		if id, ok := deviceID(name); ok {
 			p.apiDevices(w, r, env, id)
 			return

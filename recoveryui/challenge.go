@@ -226,7 +226,8 @@ func (p *Portal) helpPage(w http.ResponseWriter, r *http.Request, env Env) {
 	}
 	current := r.URL.Query().Get("method")
 	d := pageData{Title: "Didn't get the code?", CSRF: p.Account.CSRFToken(csrf), Return: ret,
-		Method: current, Methods: views(methods, "")}
+		Method: current, Methods: views(methods, ""), Recover: p.Account.RecoveryEnabled(),
+		Secret: p.Account.RecoverySettings().Expected}
 	p.render(w, http.StatusOK, "help.html", d)
 }
 

@@ -3,6 +3,7 @@ package recoveryui
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/twostep-auth/twostep/account"
@@ -86,6 +87,11 @@ func (p *Portal) loginSubmit(w http.ResponseWriter, r *http.Request, env Env) {
 		return
 	}
 	p.setSession(w, env, res.Token, res.Session.Expires)
+	if res.OfferTwoStep {
+		// An approved recovery turned two-step off: offer it again.
+		http.Redirect(w, r, Prefix+"settings?offer=1&return="+url.QueryEscape(ret), http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 }
 

@@ -45,7 +45,19 @@ var assetFS embed.FS
 // scheme check and the cookie-domain allowance of SPEC §4 on top of it.
 var crossOrigin = http.NewCrossOriginProtection()
 
-var pages = template.Must(template.New("").ParseFS(templateFS, "templates/*.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{"age": ageText}).ParseFS(templateFS, "templates/*.html"))
+
+// ageText says how long a request has waited ("3 h 20 min", "2 days 4 h").
+func ageText(secs int64) string {
+	d := time.Duration(secs) * time.Second
+	switch {
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + " min"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + " h " + strconv.Itoa(int(d%time.Hour/time.Minute)) + " min"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + " days " + strconv.Itoa(int(d%(24*time.Hour)/time.Hour)) + " h"
+}
 
 // Env tells the portal what the Caddy glue knows about a request.
 type Env struct {
@@ -147,6 +159,21 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.outboxPage(w, r)
 	case "devices/revoke":
 		p.revokeLinkPage(w, r, env)
+	case "recovery":
+		p.recoveryPage(w, r, env)
+	case "recovery/status":
+		p.recoveryStatusPage(w, r, env)
+	case "recovery/cancel":
+		p.recoveryCancelPage(w, r, env)
+	case "assets/redact.js":
+		if !isSafeMethod(r.Method) {
+			p.methodNotAllowed(w, r, "GET")
+			return
+		}
+		b, _ := assetFS.ReadFile("assets/redact.js")
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(b)
 	case "assets/style.css":
 		if !isSafeMethod(r.Method) {
 			p.methodNotAllowed(w, r, "GET")
@@ -157,6 +184,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		_, _ = w.Write(b)
 	default:
+		if rest == "review" || strings.HasPrefix(rest, "review/") {
+			p.reviewPage(w, r, env, strings.TrimPrefix(strings.TrimPrefix(rest, "review"), "/"))
+			return
+		}
 		p.fail(w, r, http.StatusNotFound, "not_found", "There is no such page.")
 	}
 }
@@ -491,6 +522,12 @@ type pageData struct {
 
 	// Outbox page.
 	Outbox []notify.OutboxEntry
+
+	// Recovery and review pages.
+	Recovery *account.Recovery
+	Queue    []account.ReviewItem
+	Own      bool
+	Recover  bool
 }
 
 // methodView is a method as the pages show it.

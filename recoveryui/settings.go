@@ -48,6 +48,9 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request, env Env) {
 	if retRaw != "" {
 		d.Return = ret
 	}
+	if r.FormValue("offer") == "1" {
+		d.Notice = "Welcome back. Your account was recovered and two-step verification is off: set it up again below to keep your account safe."
+	}
 	if r.FormValue("few_backup") == "1" {
 		d.Notice = "You have few backup codes left. Make new ones below."
 	}

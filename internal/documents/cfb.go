@@ -1,0 +1,296 @@
+package documents
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"unicode/utf16"
+)
+
+// A small, bounded reader of Compound File Binary (MS-CFB) files: just enough
+// of the header, FAT (with DIFAT) and directory to tell whether the file is a
+// Word document without macros or embedded objects. Every sector number is
+// checked against the sectors present, every chain is bounded by the number of
+// sectors (so cycles end), and the directory tree walk visits each entry at
+// most once. Nothing is allocated beyond a FAT of at most len(data)/4 entries
+// and the directory entries themselves.
+
+const (
+	cfbEndOfChain = 0xFFFFFFFE
+	cfbNoStream   = 0xFFFFFFFF
+	cfbDirEntry   = 128
+
+	cfbTypeStorage = 1
+	cfbTypeStream  = 2
+	cfbTypeRoot    = 5
+
+	fibIdent      = 0xA5EC
+	fibEncrypted  = 0x0100
+	cfbMiniSector = 64
+)
+
+// cfbMacroNames are the storages and streams that hold VBA macros (compared
+// case-insensitively, as CFB names are).
+var cfbMacroNames = map[string]bool{
+	"macros": true, "_vba_project_cur": true, "vba": true, "_vba_project": true,
+}
+
+type cfbEntry struct {
+	name               string
+	typ                byte
+	left, right, child uint32
+	start              uint32
+	size               uint64
+}
+
+type cfbFile struct {
+	data    []byte
+	secSize int
+	nsec    uint32 // whole sectors after the header
+	fat     []uint32
+	major   uint16
+	cutoff  uint32
+}
+
+func cfbError(why string) error {
+	return unsupported("not a valid Word (OLE2) document: %s", why)
+}
+
+// sector returns sector id, or false when it is not in the file.
+func (c *cfbFile) sector(id uint32) ([]byte, bool) {
+	if id >= c.nsec {
+		return nil, false
+	}
+	off := (int(id) + 1) * c.secSize
+	return c.data[off : off+c.secSize], true
+}
+
+// chain follows the FAT from start, bounded by the number of sectors.
+func (c *cfbFile) chain(start uint32) ([]uint32, error) {
+	var ids []uint32
+	for id := start; id != cfbEndOfChain; {
+		if id >= c.nsec || int(id) >= len(c.fat) {
+			return nil, cfbError("a sector chain leaves the file")
+		}
+		if uint32(len(ids)) >= c.nsec {
+			return nil, cfbError("a sector chain loops")
+		}
+		ids = append(ids, id)
+		id = c.fat[id]
+	}
+	return ids, nil
+}
+
+func parseCFB(data []byte) (*cfbFile, error) {
+	if len(data) < 512 {
+		return nil, cfbError("shorter than its header")
+	}
+	if !bytes.HasPrefix(data, sigCFB) {
+		return nil, cfbError("no OLE2 signature")
+	}
+	le := binary.LittleEndian
+	c := &cfbFile{data: data, major: le.Uint16(data[0x1A:])}
+	if le.Uint16(data[0x1C:]) != 0xFFFE {
+		return nil, cfbError("bad byte order mark")
+	}
+	shift := le.Uint16(data[0x1E:])
+	switch {
+	case c.major == 3 && shift == 9:
+		c.secSize = 512
+	case c.major == 4 && shift == 12:
+		c.secSize = 4096
+	default:
+		return nil, cfbError("unknown version or sector size")
+	}
+	if le.Uint16(data[0x20:]) != 6 {
+		return nil, cfbError("bad mini sector size")
+	}
+	if len(data) < c.secSize {
+		return nil, cfbError("shorter than its header")
+	}
+	c.nsec = uint32((len(data) - c.secSize) / c.secSize)
+	c.cutoff = le.Uint32(data[0x38:])
+	if c.cutoff != 4096 {
+		return nil, cfbError("bad mini stream cutoff")
+	}
+	numFAT := le.Uint32(data[0x2C:])
+	if numFAT == 0 || numFAT > c.nsec {
+		return nil, cfbError("bad FAT size")
+	}
+	// The FAT sector numbers: 109 in the header, then the DIFAT chain.
+	fatSecs := make([]uint32, 0, numFAT)
+	for k := 0; k < 109 && uint32(len(fatSecs)) < numFAT; k++ {
+		fatSecs = append(fatSecs, le.Uint32(data[0x4C+4*k:]))
+	}
+	per := c.secSize/4 - 1
+	difat := le.Uint32(data[0x44:])
+	numDIFAT := le.Uint32(data[0x48:])
+	for k := uint32(0); uint32(len(fatSecs)) < numFAT; k++ {
+		if k >= numDIFAT || k >= c.nsec {
+			return nil, cfbError("the DIFAT is short")
+		}
+		s, ok := c.sector(difat)
+		if !ok {
+			return nil, cfbError("a DIFAT sector leaves the file")
+		}
+		for j := 0; j < per && uint32(len(fatSecs)) < numFAT; j++ {
+			fatSecs = append(fatSecs, le.Uint32(s[4*j:]))
+		}
+		difat = le.Uint32(s[4*per:])
+	}
+	perFAT := c.secSize / 4
+	c.fat = make([]uint32, 0, min(int(numFAT)*perFAT, int(c.nsec)))
+	for _, id := range fatSecs {
+		s, ok := c.sector(id)
+		if !ok {
+			return nil, cfbError("a FAT sector leaves the file")
+		}
+		for j := 0; j < perFAT && len(c.fat) < int(c.nsec); j++ {
+			c.fat = append(c.fat, le.Uint32(s[4*j:]))
+		}
+	}
+	return c, nil
+}
+
+// directory reads every directory entry.
+func (c *cfbFile) directory() ([]cfbEntry, error) {
+	ids, err := c.chain(binary.LittleEndian.Uint32(c.data[0x30:]))
+	if err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
+	var entries []cfbEntry
+	for _, id := range ids {
+		s, _ := c.sector(id) // chain checked the id
+		for off := 0; off+cfbDirEntry <= len(s); off += cfbDirEntry {
+			e := s[off : off+cfbDirEntry]
+			ent := cfbEntry{
+				typ:   e[0x42],
+				left:  le.Uint32(e[0x44:]),
+				right: le.Uint32(e[0x48:]),
+				child: le.Uint32(e[0x4C:]),
+				start: le.Uint32(e[0x74:]),
+				size:  le.Uint64(e[0x78:]),
+			}
+			if c.major == 3 {
+				ent.size &= 0xFFFFFFFF // the high half is undefined in version 3
+			}
+			if n := int(le.Uint16(e[0x40:])); n >= 2 && n <= 64 && n%2 == 0 {
+				u := make([]uint16, n/2-1)
+				for k := range u {
+					u[k] = le.Uint16(e[2*k:])
+				}
+				ent.name = string(utf16.Decode(u))
+			}
+			entries = append(entries, ent)
+		}
+	}
+	if len(entries) == 0 || entries[0].typ != cfbTypeRoot {
+		return nil, cfbError("no root entry")
+	}
+	return entries, nil
+}
+
+// children lists the entries of the sibling tree rooted at first, visiting each
+// entry at most once.
+func children(entries []cfbEntry, first uint32, seen []bool) []int {
+	var out []int
+	stack := []uint32{first}
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if id == cfbNoStream || int(id) >= len(entries) || seen[id] {
+			continue
+		}
+		seen[id] = true
+		out = append(out, int(id))
+		stack = append(stack, entries[id].left, entries[id].right)
+	}
+	return out
+}
+
+// streamHead returns the first n bytes of a stream entry.
+func (c *cfbFile) streamHead(root, e cfbEntry, n int) ([]byte, bool) {
+	if e.size < uint64(n) {
+		return nil, false
+	}
+	if e.size >= uint64(c.cutoff) {
+		// The whole chain must be there and long enough.
+		ids, err := c.chain(e.start)
+		if err != nil || uint64(len(ids))*uint64(c.secSize) < e.size {
+			return nil, false
+		}
+		s, _ := c.sector(ids[0])
+		return s[:n], true
+	}
+	// In the mini stream, which lives in the root entry's chain.
+	off := uint64(e.start) * cfbMiniSector
+	if off+e.size > root.size {
+		return nil, false
+	}
+	ids, err := c.chain(root.start)
+	if err != nil || uint64(len(ids))*uint64(c.secSize) < root.size {
+		return nil, false
+	}
+	k := off / uint64(c.secSize)
+	if k >= uint64(len(ids)) {
+		return nil, false
+	}
+	s, _ := c.sector(ids[k])
+	in := int(off % uint64(c.secSize))
+	if in+n > len(s) {
+		return nil, false
+	}
+	return s[in : in+n], true
+}
+
+func inspectDOC(data []byte) (*Document, error) {
+	c, err := parseCFB(data)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := c.directory()
+	if err != nil {
+		return nil, err
+	}
+	// Anywhere in the directory, reachable or not: no macros.
+	for _, e := range entries {
+		if e.typ != cfbTypeStorage && e.typ != cfbTypeStream {
+			continue
+		}
+		name := strings.ToLower(e.name)
+		if cfbMacroNames[name] {
+			return nil, unsupported("Word documents with macros are not accepted")
+		}
+		if name == "objectpool" && e.typ == cfbTypeStorage && e.child != cfbNoStream {
+			return nil, unsupported("Word documents with embedded objects are not accepted")
+		}
+	}
+	root := entries[0]
+	seen := make([]bool, len(entries))
+	seen[0] = true
+	var word []cfbEntry
+	for _, id := range children(entries, root.child, seen) {
+		if e := entries[id]; e.typ == cfbTypeStream && strings.EqualFold(e.name, "WordDocument") {
+			word = append(word, e)
+		}
+	}
+	switch len(word) {
+	case 0:
+		return nil, unsupported("the OLE2 file is not a Word document (%s is not accepted)", describe(data))
+	case 1:
+	default:
+		return nil, cfbError("more than one WordDocument stream")
+	}
+	fib, ok := c.streamHead(root, word[0], 32)
+	if !ok {
+		return nil, cfbError("the WordDocument stream cannot be read")
+	}
+	if binary.LittleEndian.Uint16(fib[0:]) != fibIdent {
+		return nil, cfbError("the WordDocument stream has no Word header")
+	}
+	if binary.LittleEndian.Uint16(fib[10:])&fibEncrypted != 0 {
+		return nil, unsupported("encrypted Word documents are not accepted")
+	}
+	return &Document{Kind: KindDOC, Data: data}, nil
+}
