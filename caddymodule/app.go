@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
+	redisstore "github.com/twostep-auth/twostep/internal/store/redis"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -175,10 +177,49 @@ type SMTPConfig struct {
 
 // StoreConfig selects the store backend.
 type StoreConfig struct {
-	// Type is "bolt" (the embedded store).
+	// Type is "bolt" (the embedded store, default) or "redis" (shared by
+	// several nodes).
 	Type string `json:"type,omitempty"`
 	// Path of the bolt file. Default: twostep/twostep.db in Caddy's data dir.
 	Path string `json:"path,omitempty"`
+	// URL of the Redis server: redis://[user:password@]host:port/db or rediss://.
+	URL string `json:"url,omitempty"`
+	// Addrs of Redis servers: one server; Sentinels with MasterName; or
+	// Cluster seed nodes (several without MasterName).
+	Addrs []string `json:"addrs,omitempty"`
+	// MasterName is the Sentinel master name.
+	MasterName string `json:"master_name,omitempty"`
+	// Username and Password authenticate to Redis.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// DB is the Redis database number.
+	DB int `json:"db,omitempty"`
+}
+
+// redisOptions turns the redis store settings into client options.
+func (sc *StoreConfig) redisOptions() (redisstore.Options, error) {
+	if sc.URL != "" {
+		if len(sc.Addrs) > 0 {
+			return redisstore.Options{}, errors.New("twostep: store redis: give a URL or addrs, not both")
+		}
+		o, err := redisstore.ParseURL(sc.URL)
+		if err != nil {
+			return o, fmt.Errorf("twostep: store redis: %w", err)
+		}
+		return o, nil
+	}
+	if len(sc.Addrs) == 0 {
+		return redisstore.Options{}, errors.New("twostep: store redis: no server (give a URL or addrs)")
+	}
+	return redisstore.Options{Addrs: sc.Addrs, MasterName: sc.MasterName, Username: sc.Username, Password: sc.Password, DB: sc.DB}, nil
+}
+
+// poolKey names the shared store across configurations.
+func (sc *StoreConfig) poolKey() string {
+	if sc.Type == "redis" {
+		return "redis:" + sc.URL + "|" + strings.Join(sc.Addrs, ",") + "|" + sc.MasterName + "|" + sc.Username + "|" + strconv.Itoa(sc.DB)
+	}
+	return "bolt:" + sc.Path
 }
 
 // SessionConfig sets session lifetimes.
@@ -303,7 +344,12 @@ func (a *App) expandPlaceholders() {
 		*p = repl.ReplaceKnown(*p, "")
 	}
 	if a.Store != nil {
-		a.Store.Path = repl.ReplaceKnown(a.Store.Path, "")
+		for _, p := range []*string{&a.Store.Path, &a.Store.URL, &a.Store.Username, &a.Store.Password, &a.Store.MasterName} {
+			*p = repl.ReplaceKnown(*p, "")
+		}
+		for i := range a.Store.Addrs {
+			a.Store.Addrs[i] = repl.ReplaceKnown(a.Store.Addrs[i], "")
+		}
 	}
 	for _, list := range [][]ProviderConfig{a.SMS, a.Voice} {
 		for i := range list {
@@ -327,8 +373,12 @@ func (a *App) Validate() error {
 	}
 	switch a.Store.Type {
 	case "bolt":
+	case "redis":
+		if _, err := a.Store.redisOptions(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("twostep: store: unknown type %q (want bolt)", a.Store.Type)
+		return fmt.Errorf("twostep: store: unknown type %q (want bolt or redis)", a.Store.Type)
 	}
 	if a.Secret != "" && len(a.Secret) < 32 {
 		return fmt.Errorf("twostep: secret is %d bytes long; it must be at least 32", len(a.Secret))
@@ -397,8 +447,19 @@ func (a *App) Start() error {
 	if err := a.checkOutboxListeners(); err != nil {
 		return err
 	}
-	a.poolKey = "bolt:" + a.Store.Path
+	a.poolKey = a.Store.poolKey()
 	val, _, err := stores.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		if a.Store.Type == "redis" {
+			opts, err := a.Store.redisOptions()
+			if err != nil {
+				return nil, err
+			}
+			rs, err := redisstore.New(opts)
+			if err != nil {
+				return nil, err
+			}
+			return &pooledStore{Store: rs, stop: func() {}}, nil
+		}
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
 		if err != nil {
 			return nil, err
@@ -411,7 +472,7 @@ func (a *App) Start() error {
 		return &pooledStore{Store: db, stop: cancel}, nil
 	})
 	if err != nil {
-		return fmt.Errorf("twostep: opening store %s: %w", a.Store.Path, err)
+		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
 	}
 	st := val.(*pooledStore)
 	secret, err := a.secret(st)

@@ -139,9 +139,40 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.ArgErr()
 				}
 			case "redis":
-				return nil, d.Errf("store redis is not available in this version; use store bolt")
+				if d.NextArg() {
+					st.URL = d.Val()
+					if d.NextArg() {
+						return nil, d.ArgErr()
+					}
+				}
+				for nesting := d.Nesting(); d.NextBlock(nesting); {
+					var err error
+					switch d.Val() {
+					case "addrs":
+						st.Addrs = d.RemainingArgs()
+						if len(st.Addrs) == 0 {
+							err = d.Err("addrs: name at least one host:port")
+						}
+					case "master_name":
+						err = oneArg(d, &st.MasterName)
+					case "username":
+						err = oneArg(d, &st.Username)
+					case "password":
+						err = oneArg(d, &st.Password)
+					case "db":
+						st.DB, err = intArg(d, 0, 15)
+					default:
+						return nil, d.Errf("store redis: unknown option %q (want addrs, master_name, username, password or db)", d.Val())
+					}
+					if err != nil {
+						return nil, err
+					}
+				}
+				if st.URL == "" && len(st.Addrs) == 0 {
+					return nil, d.Err("store redis: give a redis:// URL or a block with addrs")
+				}
 			default:
-				return nil, d.Errf("store %q: want bolt", st.Type)
+				return nil, d.Errf("store %q: want bolt or redis", st.Type)
 			}
 			app.Store = st
 		case "session":
