@@ -1,0 +1,318 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/twostep-auth/twostep/internal/store"
+)
+
+// validateSession checks what PutSession requires of a record (the same as
+// the bolt backend).
+func validateSession(s *store.Session) error {
+	switch {
+	case s == nil:
+		return invalid("nil session")
+	case s.ID == "":
+		return invalid("session without ID")
+	case len(s.ID) > MaxKeyLen:
+		return invalid("session ID of %d bytes (max %d)", len(s.ID), MaxKeyLen)
+	case s.User == "":
+		return invalid("session without user")
+	case len(s.User) > MaxKeyLen:
+		return invalid("session user of %d bytes (max %d)", len(s.User), MaxKeyLen)
+	case strings.IndexByte(s.User, 0) >= 0:
+		return invalid("session user contains a NUL byte")
+	case !s.State.Valid():
+		return invalid("session with state %s (%d)", s.State, uint8(s.State))
+	case s.Expires.IsZero():
+		return invalid("session without expiry")
+	}
+	return nil
+}
+
+func validID(id string) bool { return id != "" && len(id) <= MaxKeyLen }
+
+func validUser(user string) bool {
+	return user != "" && len(user) <= MaxKeyLen && strings.IndexByte(user, 0) < 0
+}
+
+// sessionExpired reports whether s is no longer valid at now.
+func sessionExpired(s *store.Session, now time.Time) bool {
+	return !now.Before(s.ExpiresAt())
+}
+
+// indexScore is the score of a session's entry in its user's index: the
+// Redis expiry its record can have at the latest (touches never take a
+// session past Expires).
+func indexScore(s *store.Session) int64 { return pxat(expiryNanos(s.Expires)) }
+
+// PutSession creates or replaces a session. It fails with an ErrInvalid
+// error on a nil record, an empty or oversized ID or User, a User containing
+// NUL, an invalid State or a zero Expires; the store is then unchanged.
+//
+// It writes the record (SET … PXAT … GET), then adds it to its user's index;
+// if the record belonged to another user before, it leaves that user's
+// index. If the index cannot be updated the new record is deleted again (as
+// far as Redis still answers) and the call fails.
+func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := validateSession(sess); err != nil {
+		return err
+	}
+	enc := encodeSession(sess)
+	if len(enc) > MaxValueLen {
+		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
+	}
+	key := s.sessionKey(sess.ID)
+	old, err := s.client.Do(ctx, "set", key, enc, "pxat", pxat(expiryNanos(sess.ExpiresAt())), "get").Text()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return fail("put session", err)
+	}
+	err = scriptIndexAdd.Run(ctx, s.client, []string{s.userKey(sess.User)}, sess.ID, indexScore(sess)).Err()
+	if err != nil {
+		// Unindexed, the session would escape DeleteUserSessions: take it
+		// back unless it changed meanwhile.
+		_ = scriptDeleteIf.Run(ctx, s.client, []string{key}, enc).Err()
+		return fail("put session: index", err)
+	}
+	if prev := sessionUser(old); prev != "" && prev != sess.User {
+		// A stale entry is harmless (the record's user is checked), so a
+		// failure here does not fail the call.
+		_ = s.client.ZRem(ctx, s.userKey(prev), sess.ID).Err()
+	}
+	return nil
+}
+
+// GetSession returns the session, or store.ErrNotFound if there is none or
+// it expired at now: one GET. A record that cannot be decoded is an
+// ErrCorrupt error.
+func (s *Store) GetSession(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if !validID(id) {
+		return nil, store.ErrNotFound
+	}
+	rec, err := s.client.Get(ctx, s.sessionKey(id)).Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fail("get session", err)
+	}
+	sess, err := loadSession(rec, id)
+	if err != nil {
+		return nil, fail("get session", err)
+	}
+	if sessionExpired(sess, now) {
+		return nil, store.ErrNotFound
+	}
+	return sess, nil
+}
+
+// TouchSession sets LastSeen to lastSeen and moves the record's Redis expiry
+// with it. It returns store.ErrNotFound if the session is absent or already
+// expired at lastSeen: a touch never revives an expired session.
+//
+// It reads the record, and replaces it with a script that does so only if
+// the record is still the one read (or reads again and retries), so a touch
+// never undoes a concurrent PutSession or resurrects a deleted session.
+func (s *Store) TouchSession(ctx context.Context, id string, lastSeen time.Time) error {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if !validID(id) {
+		return store.ErrNotFound
+	}
+	key := s.sessionKey(id)
+	for range maxSwapTries {
+		rec, err := s.client.Get(ctx, key).Result()
+		if errors.Is(err, goredis.Nil) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return fail("touch session", err)
+		}
+		sess, err := loadSession(rec, id)
+		if err != nil {
+			return fail("touch session", err)
+		}
+		if sessionExpired(sess, lastSeen) {
+			return store.ErrNotFound
+		}
+		sess.LastSeen = lastSeen
+		enc := encodeSession(sess)
+		ok, err := scriptSwap.Run(ctx, s.client, []string{key}, rec, enc, pxat(expiryNanos(sess.ExpiresAt()))).Int64()
+		if err != nil {
+			return fail("touch session", err)
+		}
+		if ok == 1 {
+			return nil
+		}
+	}
+	return fail("touch session", fmt.Errorf("the record changed under %d tries", maxSwapTries))
+}
+
+// DeleteSession removes one session; deleting a missing one is not an error.
+// A record that cannot be decoded is removed too.
+//
+// It deletes the record (GETDEL), removes its index entry, and then deletes
+// the record again if it is back (a concurrent PutSession of the same ID by
+// the same user): a record written after that last step is also indexed
+// again, so a session never outlives DeleteSession unindexed.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if !validID(id) {
+		return nil
+	}
+	key := s.sessionKey(id)
+	old, err := s.client.GetDel(ctx, key).Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fail("delete session", err)
+	}
+	user := sessionUser(old)
+	if user == "" {
+		return nil
+	}
+	if err := s.client.ZRem(ctx, s.userKey(user), id).Err(); err != nil {
+		// The record is gone, and a stale entry is harmless.
+		return nil
+	}
+	if err := scriptDeleteIfUser.Run(ctx, s.client, []string{key}, userTag(user)).Err(); err != nil {
+		return fail("delete session", err)
+	}
+	return nil
+}
+
+// userIndex returns the session IDs the user's index lists.
+func (s *Store) userIndex(ctx context.Context, user string) ([]string, error) {
+	ids, err := s.client.ZRange(ctx, s.userKey(user), 0, -1).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// DeleteUserSessions removes every session of user, expired or not, and
+// returns how many records it removed.
+//
+// It reads the user's index, deletes each record with a script that does so
+// only if the record is user's, removes the entries, and then runs the
+// deleting script once more, for records a concurrent PutSession of the same
+// ID wrote back meanwhile: a record written after that is indexed again. A
+// session with a new ID put while this runs may survive it.
+func (s *Store) DeleteUserSessions(ctx context.Context, user string) (int, error) {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	if !validUser(user) {
+		return 0, nil
+	}
+	ids, err := s.userIndex(ctx, user)
+	if err != nil {
+		return 0, fail("delete user sessions", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	keys := make([]string, len(ids))
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		keys[i] = s.sessionKey(id)
+		members[i] = id
+	}
+	tag := userTag(user)
+	n := 0
+	deleteRecords := func() error {
+		res, err := runEach(ctx, s.client, scriptDeleteIfUser, keys, tag)
+		for _, r := range res {
+			n += int(r)
+		}
+		return err
+	}
+	if err := deleteRecords(); err != nil {
+		return n, fail("delete user sessions", err)
+	}
+	if err := s.client.ZRem(ctx, s.userKey(user), members...).Err(); err != nil {
+		// Every record is gone, and stale entries are harmless.
+		return n, nil
+	}
+	if err := deleteRecords(); err != nil {
+		return n, fail("delete user sessions", err)
+	}
+	return n, nil
+}
+
+// ListUserSessions returns the sessions of user unexpired at now, oldest
+// (by Created) first: the index, then the records (one pipeline). A record
+// that cannot be decoded fails the call with an ErrCorrupt error.
+func (s *Store) ListUserSessions(ctx context.Context, user string, now time.Time) ([]*store.Session, error) {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if !validUser(user) {
+		return nil, nil
+	}
+	ids, err := s.userIndex(ctx, user)
+	if err != nil {
+		return nil, fail("list user sessions", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*goredis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.Get(ctx, s.sessionKey(id))
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	var out []*store.Session
+	for i, cmd := range cmds {
+		rec, err := cmd.Result()
+		if errors.Is(err, goredis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fail("list user sessions", err)
+		}
+		sess, err := loadSession(rec, ids[i])
+		if err != nil {
+			return nil, fail("list user sessions", err)
+		}
+		if sess.User != user || sessionExpired(sess, now) {
+			continue
+		}
+		out = append(out, sess)
+	}
+	slices.SortFunc(out, func(a, b *store.Session) int {
+		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
