@@ -18,6 +18,7 @@ import (
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
+	"github.com/twostep-auth/twostep/internal/store/cache"
 	redisstore "github.com/twostep-auth/twostep/internal/store/redis"
 	"github.com/twostep-auth/twostep/internal/users"
 )
@@ -458,7 +459,8 @@ func (a *App) Start() error {
 			if err != nil {
 				return nil, err
 			}
-			return &pooledStore{Store: rs, stop: func() {}}, nil
+			// Other nodes write too: trust a cached session for one second.
+			return &pooledStore{Store: cache.New(rs, time.Second), stop: func() {}}, nil
 		}
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
 		if err != nil {
@@ -469,7 +471,9 @@ func (a *App) Start() error {
 		db.StartSweeper(ctx, time.Minute, time.Now, func(err error) {
 			log.Error("sweeping expired records", zap.Error(err))
 		})
-		return &pooledStore{Store: db, stop: cancel}, nil
+		// This process is the file's only writer: every change goes
+		// through the cache, which may keep sessions for long.
+		return &pooledStore{Store: cache.New(db, 5*time.Minute), stop: cancel}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)

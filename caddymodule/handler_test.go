@@ -16,6 +16,7 @@ import (
 
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
+	"github.com/twostep-auth/twostep/internal/store/cache"
 	"github.com/twostep-auth/twostep/internal/users"
 	"github.com/twostep-auth/twostep/recoveryui"
 )
@@ -47,7 +48,7 @@ func testHandler(tb testing.TB, rules []RuleConfig, def string) (*Handler, *acco
 		SessionIdle: time.Hour, SessionLifetime: 12 * time.Hour,
 		Regulation: account.Regulation{MaxRetries: 5, FindTime: time.Minute, BanTime: time.Minute},
 		Secret:     []byte("0123456789abcdef0123456789abcdef"),
-	}, st, f, nil, nil)
+	}, cache.New(st, 5*time.Minute), f, nil, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

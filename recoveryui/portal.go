@@ -104,11 +104,28 @@ const csrfCookie = "twostep_csrf"
 
 // SessionToken returns the session cookie's value, or "".
 func (p *Portal) SessionToken(r *http.Request, secure bool) string {
-	c, err := r.Cookie(SessionCookieName(secure, p.CookieDomain))
-	if err != nil {
-		return ""
+	return cookieValue(r.Header, SessionCookieName(secure, p.CookieDomain))
+}
+
+// cookieValue finds a cookie's value without parsing (or allocating for)
+// every cookie of the request: this runs on every protected request. The
+// first cookie of that name wins, as with net/http.
+func cookieValue(h http.Header, name string) string {
+	for _, line := range h["Cookie"] {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimLeft(part, " \t")
+			if v, ok := strings.CutPrefix(part, name); ok && len(v) > 0 && v[0] == '=' {
+				v = strings.TrimRight(v[1:], " \t")
+				if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+					v = v[1 : len(v)-1]
+				}
+				return v
+			}
+		}
 	}
-	return c.Value
+	return ""
 }
 
 func (p *Portal) env(r *http.Request) Env {

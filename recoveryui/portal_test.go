@@ -91,3 +91,22 @@ func TestRetryAfter(t *testing.T) {
 		t.Error("humanDuration")
 	}
 }
+
+func TestCookieValue(t *testing.T) {
+	h := http.Header{"Cookie": {"a=1; twostep_device=dev; twostep=tok", "twostep=second"}}
+	for name, want := range map[string]string{"twostep": "tok", "twostep_device": "dev", "a": "1", "twoste": "", "missing": ""} {
+		if got := cookieValue(h, name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if got := cookieValue(http.Header{"Cookie": {`twostep="quoted"`}}, "twostep"); got != "quoted" {
+		t.Errorf("quoted value: %q", got)
+	}
+	// The same answers as net/http for well-formed cookies.
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header["Cookie"] = []string{"x=1;  twostep=abc ; y=2"}
+	c, _ := r.Cookie("twostep")
+	if got := cookieValue(r.Header, "twostep"); got != c.Value {
+		t.Errorf("%q, net/http says %q", got, c.Value)
+	}
+}

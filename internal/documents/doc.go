@@ -30,10 +30,19 @@
 //     valid, unencrypted FIB and no macro or embedded-object storages. It is
 //     kept as uploaded (it cannot be re-rendered without a converter).
 //   - DOCX: an Office Open XML package checked on its central directory
-//     before anything is inflated; then every entry is inflated through a
-//     limited reader to verify sizes and CRCs, and the package is rewritten
-//     entry by entry (raw compressed data copied) so that comments, gaps
-//     between entries, prepended or trailing bytes and extra fields are gone.
+//     before anything is inflated: entry count (also bounded before
+//     archive/zip allocates), declared total and per-entry ratio, Store or
+//     Deflate only, no encryption, no overlapping entries, no duplicate,
+//     absolute, drive-letter, backslash or ".." names (also after %-decoding,
+//     as OPC readers do), no vbaProject.bin, oleObject, ActiveX, embeddings
+//     or nested archives. [Content_Types].xml must type word/document.xml as
+//     a plain .docx main part and name nothing macro-enabled; relationship
+//     parts may not link macros, OLE objects, altChunks, controls, templates,
+//     frames or sub-documents, nor anything external except hyperlinks.
+//     Then every entry is inflated through a limited reader to verify sizes
+//     and CRCs, and the package is rewritten entry by entry (raw compressed
+//     data copied) so that comments, gaps between entries, directory entries,
+//     prepended or trailing bytes and extra fields are gone.
 //
 // # At rest and on the way out
 //

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 
 	"github.com/gabriel-vasile/mimetype"
@@ -167,6 +168,9 @@ var (
 // is therefore still served as an attachment under CSP sandbox (THREATS §4.5).
 func Inspect(r io.Reader, lim Limits) (*Document, error) {
 	lim = lim.withDefaults()
+	if lim.MaxBytes == math.MaxInt64 {
+		lim.MaxBytes-- // so that MaxBytes+1 does not overflow
+	}
 	data, err := io.ReadAll(io.LimitReader(r, lim.MaxBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the upload: %v", ErrUnsupported, err)

@@ -11,6 +11,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -68,6 +69,7 @@ func TestInspectAcceptsAndRefuses(t *testing.T) {
 		{name: "pdf js only", in: pdfWith("<< /Type /Catalog /Pages 2 0 R >>", "<< /JS (app.alert(1)) >>"), err: ErrUnsupported, reason: "/JS"},
 		{name: "pdf hex-escaped name", in: pdfWith("<< /Type /Catalog /Pages 2 0 R >>", "<< /S /J#61va#53cript >>"), err: ErrUnsupported, reason: "/JavaScript"},
 		{name: "pdf open action", in: pdfWith("<< /Type /Catalog /Pages 2 0 R /OpenAction 5 0 R >>", "<< /S /JavaScript >>"), err: ErrUnsupported, reason: "active content"},
+		{name: "pdf open action without javascript (refused: cannot follow references)", in: pdfWith("<< /Type /Catalog /Pages 2 0 R /OpenAction [3 0 R /Fit] >>"), err: ErrUnsupported, reason: "/OpenAction"},
 		{name: "pdf launch", in: pdfWith("<< /Type /Catalog /Pages 2 0 R >>", "<< /S /Launch /F (calc.exe) >>"), err: ErrUnsupported, reason: "/Launch"},
 		{name: "pdf embedded file", in: pdfWith("<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /EmbeddedFile /Length 0 >>\nstream\n\nendstream"), err: ErrUnsupported, reason: "/EmbeddedFile"},
 		{name: "pdf additional actions", in: pdfWith("<< /Type /Catalog /Pages 2 0 R /AA << /O 5 0 R >> >>", "<< /S /URI /URI (http://x) >>"), err: ErrUnsupported, reason: "/AA"},
@@ -108,6 +110,10 @@ func TestInspectAcceptsAndRefuses(t *testing.T) {
 		{name: "zip with absolute path", in: buildZip(t, docxFiles(zipFile{"/etc/passwd", []byte("x"), zip.Deflate})...), err: ErrUnsupported, reason: "unsafe path"},
 		{name: "zip with backslash", in: buildZip(t, docxFiles(zipFile{`word\..\x`, []byte("x"), zip.Deflate})...), err: ErrUnsupported, reason: "unsafe path"},
 		{name: "zip with drive letter", in: buildZip(t, docxFiles(zipFile{"C:/x", []byte("x"), zip.Deflate})...), err: ErrUnsupported, reason: "unsafe path"},
+		{name: "docx with percent-encoded macro part", in: buildZip(t, docxFiles(zipFile{"word/%61ctiveX/%61ctiveX1.bin", []byte("x"), zip.Deflate})...), err: ErrUnsupported, reason: "ActiveX"},
+		{name: "zip with percent-encoded duplicate", in: buildZip(t, docxFiles(zipFile{"word/document%2Exml", []byte(wordBody), zip.Deflate})...), err: ErrUnsupported, reason: "duplicate"},
+		{name: "zip with percent-encoded dot-dot", in: buildZip(t, docxFiles(zipFile{"word/%2E%2E/%2E%2E/x", []byte("x"), zip.Deflate})...), err: ErrUnsupported, reason: "unsafe path"},
+		{name: "zip with bad percent escape", in: buildZip(t, docxFiles(zipFile{"word/%zz", []byte("x"), zip.Deflate})...), err: ErrUnsupported, reason: "unsafe path"},
 		{name: "zip truncated", in: minimalDOCX(t)[:100], err: ErrUnsupported, reason: "zip"},
 
 		// DOC.
@@ -178,7 +184,7 @@ func TestInspectStripsImageMetadata(t *testing.T) {
 		in     []byte
 		absent []string
 	}{
-		{"jpeg exif and gps", jpegIn, []string{"Exif", secretDescription, string(gpsRationals()), "ICC_PROFILE", secretComment}},
+		{"jpeg exif and gps", jpegIn, []string{"Exif", secretDescription, string(gpsRationals()), "ICC_PROFILE", secretComment, secretXMP, "ns.adobe.com"}},
 		{"jpeg polyglot", jpegPoly, []string{"PK\x03\x04", "PK\x05\x06", "<script>", secretTrailer}},
 		{"png text and trailer", pngIn, []string{"tEXt", "tIME", secretText, secretTrailer}},
 	}
@@ -351,6 +357,7 @@ func TestInspectSize(t *testing.T) {
 		{"endless stream, small limit", endless('A'), Limits{MaxBytes: 1000}, ErrTooLarge, 1001},
 		{"endless stream, default limit", endless('%'), Limits{}, ErrTooLarge, DefaultMaxBytes + 1},
 		{"read error", failing{}, Limits{}, ErrUnsupported, 0},
+		{"largest limit", bytes.NewReader(pdf), Limits{MaxBytes: math.MaxInt64}, nil, int64(len(pdf))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"net/url"
 	"path"
 	"sort"
 	"strings"
@@ -117,16 +118,22 @@ func inspectDOCX(data []byte, lim Limits) (*Document, error) {
 	spans := make([]zipSpan, 0, len(zr.File))
 	var total uint64
 	for _, f := range zr.File {
-		if !safeZipName(f.Name) {
+		// OPC part names are URIs: "%2E" in an entry name is a ".". Check
+		// the name both as written and as a reader would decode it, and key
+		// duplicates on the decoded, case-folded form.
+		decoded, err := url.PathUnescape(f.Name)
+		if err != nil || !safeZipName(f.Name) || !safeZipName(decoded) {
 			return nil, unsupported("the zip archive has an entry with an unsafe path (%q)", f.Name)
 		}
-		lower := strings.ToLower(f.Name)
+		lower := strings.ToLower(decoded)
 		if _, dup := byName[lower]; dup {
 			return nil, unsupported("the zip archive has duplicate entries (%q)", f.Name)
 		}
 		byName[lower] = f
-		if why := bannedPart(lower); why != "" {
-			return nil, unsupported("%s (%s)", why, f.Name)
+		for _, n := range []string{strings.ToLower(f.Name), lower} {
+			if why := bannedPart(n); why != "" {
+				return nil, unsupported("%s (%s)", why, f.Name)
+			}
 		}
 		if f.Flags&0x1 != 0 {
 			return nil, unsupported("encrypted zip entries are not accepted")
@@ -311,7 +318,7 @@ func checkContentTypes(raw []byte) error {
 			main = o.ContentType
 		}
 	}
-	if main != docxMainType {
+	if !strings.EqualFold(main, docxMainType) {
 		if main == "" {
 			return unsupported("the zip archive is not a Word document (no type for word/document.xml)")
 		}

@@ -24,6 +24,7 @@ const (
 	secretComment     = "SECRET-JPEG-COMMENT"
 	secretText        = "SECRET-PNG-TEXT-CHUNK"
 	secretTrailer     = "SECRET-POLYGLOT-PAYLOAD"
+	secretXMP         = "SECRET-XMP-GPS"
 )
 
 // twoColour is a w×h image, left half a, right half b.
@@ -139,6 +140,7 @@ func jpegWithMetadata(t testing.TB, img image.Image, orientation int) []byte {
 	return insertAfterSOI(encodeJPEG(t, img),
 		jpegSegment(0xE1, exifAPP1(orientation)),
 		jpegSegment(0xE2, append([]byte("ICC_PROFILE\x00\x01\x01"), bytes.Repeat([]byte{0x42}, 64)...)),
+		jpegSegment(0xE1, []byte("http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta>"+secretXMP+"</x:xmpmeta>")),
 		jpegSegment(0xFE, []byte(secretComment)),
 	)
 }
