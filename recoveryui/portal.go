@@ -45,7 +45,12 @@ var assetFS embed.FS
 // scheme check and the cookie-domain allowance of SPEC §4 on top of it.
 var crossOrigin = http.NewCrossOriginProtection()
 
-var pages = template.Must(template.New("").Funcs(template.FuncMap{"age": ageText}).ParseFS(templateFS, "templates/*.html"))
+var pages = template.Must(template.New("").Funcs(template.FuncMap{"age": ageText, "doclabel": func(t string) string {
+	if l, ok := account.DocumentTypes[t]; ok {
+		return l
+	}
+	return t
+}}).ParseFS(templateFS, "templates/*.html"))
 
 // ageText says how long a request has waited ("3 h 20 min", "2 days 4 h").
 func ageText(secs int64) string {

@@ -71,6 +71,9 @@ func TestBrowser(t *testing.T) {
 		ctx := newBrowser(t, chromium)
 		journeyTrustedDevice(t, ctx, chromium)
 	})
+	t.Run("a user without her phone sends a blacked-out ID photo, a reviewer approves it, and she signs in with the password alone", func(t *testing.T) {
+		journeyRecovery(t, chromium)
+	})
 }
 
 func journeySignInAndOut(t *testing.T, ctx context.Context) {
@@ -359,7 +362,17 @@ func startCaddy(t *testing.T) {
     displayname: Dave Example
     password: "%s"
     email: dave@example.com
-`, userName, hash, phoneUser, hash, deviceUser, hash))
+  %s:
+    displayname: Erin Example
+    password: "%s"
+    email: %s
+  %s:
+    displayname: Rita Reviewer
+    password: "%s"
+    email: rita@example.com
+    groups: [%s]
+`, userName, hash, phoneUser, hash, deviceUser, hash,
+		recoveryUser, hash, recoveryEmail, reviewerUser, hash, reviewGroup))
 
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	writeFile(t, caddyfile, fmt.Sprintf(`{
@@ -383,6 +396,14 @@ func startCaddy(t *testing.T) {
 			# The journeys send several codes by one channel within
 			# seconds; the 30 s default cooldown would refuse the second.
 			resend_after %s
+		}
+		# Account recovery with an identity check: one reviewer, no
+		# cooling-off, then the password alone (as the SPEC's defaults).
+		recovery {
+			review_group %s
+			approvals 1
+			cooling_off 0
+			after_approval password_only
 		}
 		# Texts, calls and emails go to GET /.twostep/api/outbox.
 		dev_outbox
@@ -409,7 +430,7 @@ http://:%s {
 	respond /health "ok" 200
 	respond "<!doctype html><meta name=viewport content='width=device-width'><title>Legacy app</title><h1>Legacy app</h1><p>Signed in as <strong id=user>{http.request.header.Remote-User}</strong> ({http.request.header.Remote-Name}, {http.request.header.Remote-Email}).</p><p><a href=/.twostep/logout>Sign out</a></p>" 200
 }
-`, usersFile, filepath.Join(dir, "twostep.db"), siteName, resendAfter, site, appAddr, appPort))
+`, usersFile, filepath.Join(dir, "twostep.db"), siteName, resendAfter, reviewGroup, site, appAddr, appPort))
 
 	logPath := filepath.Join(dir, "caddy.log")
 	logFile, err := os.Create(logPath)
