@@ -7,3 +7,11 @@ import "syscall"
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+// freeze stops (SIGSTOP) or, with thaw, continues (SIGCONT) process pid.
+func freeze(pid int, thaw bool) error {
+	if thaw {
+		return syscall.Kill(pid, syscall.SIGCONT)
+	}
+	return syscall.Kill(pid, syscall.SIGSTOP)
+}

@@ -1,7 +1,7 @@
 // Package redis is the shared store backend: a store.Store on Redis (one
 // server, Sentinel, or Cluster), for several twostep nodes that share their
 // sessions, codes and counters. It needs Redis 6.2 or later (PXAT, GETDEL,
-// SET … GET, ZADD GT).
+// ZADD GT).
 //
 // Key layout (P is Options.KeyPrefix, "twostep:" by default):
 //
@@ -14,21 +14,25 @@
 // Every record carries its logical expiry and every read compares it with
 // the now it is given, so records expire exactly as in the bolt backend;
 // besides, each key has a Redis expiry (PXAT, rounded up to the millisecond)
-// at that time, so expired records vanish on their own.
+// at that time, so expired records vanish on their own (Sweep need not run
+// on a schedule). Redis goes by its own clock: with a node's clock behind the
+// server's by d, records vanish d early for that node.
 //
 // Every operation that must be atomic touches one key: Take is GETDEL;
-// PutIfAbsent, Incr and TouchSession are Lua scripts on that key. No
-// operation needs two keys in one slot, so the layout works on Cluster as it
-// is, without hash tags.
+// PutIfAbsent and Incr are Lua scripts on that key; TouchSession is a GET and
+// a compare-and-swap script (retried if the record changed in between, so a
+// touch never undoes a concurrent write). No script needs two keys, so the
+// layout works on Cluster as it is, without hash tags.
 //
 // A session record and its user's index entry live in different slots, so
 // they cannot change together; the index is instead kept a superset of the
 // live records by ordering: a record is written before its index entry is
-// added, and deleted before its entry is removed; entries are otherwise
-// removed only once their score has passed by the server's clock (their
-// records are then gone). The index is never trusted on its own:
-// ListUserSessions and DeleteUserSessions check each record's user, and
-// records that are missing are skipped.
+// added; an entry is removed only after its record was deleted, and the
+// delete is then repeated (so a concurrent rewrite of the same ID ends up
+// either deleted or indexed again); otherwise entries go only once their
+// score has passed by the server's clock (their records are gone by then).
+// The index is never trusted on its own: ListUserSessions and
+// DeleteUserSessions check each record's user, and skip missing records.
 package redis
 
 import (
@@ -376,6 +380,9 @@ func (s *Store) begin(ctx context.Context) (context.Context, error) {
 func fail(op string, err error) error {
 	if errors.Is(err, goredis.ErrClosed) {
 		return store.ErrClosed
+	}
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) {
+		return fmt.Errorf("%s: %w", op, err) // already says "redis store"
 	}
 	return fmt.Errorf("redis store: %s: %w", op, err)
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -244,5 +246,96 @@ func TestSweepCluster(t *testing.T) {
 	}
 	if left := countKeys(t, addrs, prefix); left != 0 {
 		t.Errorf("%d keys left after Sweep", left)
+	}
+}
+
+// Whatever the interleaving of puts, touches and deletes of the same IDs,
+// every session record left is in its user's index, scored no earlier than
+// its Redis expiry: DeleteUserSessions finds every live session.
+func TestIndexCoversRecords(t *testing.T) {
+	t.Run("Server", func(t *testing.T) { testIndexCoversRecords(t, []string{standalone(t)}) })
+	t.Run("Cluster", func(t *testing.T) { testIndexCoversRecords(t, cluster(t)) })
+}
+
+func testIndexCoversRecords(t *testing.T, addrs []string) {
+	prefix := testPrefix("index")
+	s := openOn(t, addrs, prefix, false)
+	ctx := context.Background()
+	now := time.Now()
+	const workers, ops, ids = 6, 150, 8
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for range ops {
+				id := fmt.Sprintf("id-%d", r.IntN(ids))
+				user := []string{"alice", "bob"}[r.IntN(2)]
+				var err error
+				switch r.IntN(6) {
+				case 0, 1:
+					sess := &store.Session{ID: id, User: user, State: store.StateTwoFactor, LastSeen: now,
+						Idle: time.Hour, Expires: now.Add(time.Duration(1+r.IntN(12)) * time.Hour)}
+					err = s.PutSession(ctx, sess)
+				case 2:
+					err = s.TouchSession(ctx, id, now.Add(time.Duration(r.IntN(30))*time.Minute))
+				case 3:
+					err = s.DeleteSession(ctx, id)
+				case 4:
+					_, err = s.DeleteUserSessions(ctx, user)
+				case 5:
+					_, err = s.ListUserSessions(ctx, user, now)
+				}
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("worker %d: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: addrs})
+	defer c.Close()
+	live := 0
+	for i := range ids {
+		id := fmt.Sprintf("id-%d", i)
+		rec, err := c.Get(ctx, prefix+"s:"+id).Result()
+		if errors.Is(err, goredis.Nil) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		live++
+		sess, err := loadSession(rec, id)
+		if err != nil {
+			t.Fatalf("record %s: %v", id, err)
+		}
+		score, err := c.ZScore(ctx, prefix+"u:"+sess.User, id).Result()
+		if err != nil {
+			t.Errorf("session %s of %s is not in the index: %v", id, sess.User, err)
+			continue
+		}
+		exp, err := c.PExpireTime(ctx, prefix+"s:"+id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(score) < exp.Milliseconds() {
+			t.Errorf("session %s: index score %v before its Redis expiry %v", id, int64(score), exp.Milliseconds())
+		}
+	}
+	t.Logf("%d of %d sessions left, all indexed", live, ids)
+	// And DeleteUserSessions ends them all.
+	for _, user := range []string{"alice", "bob"} {
+		if _, err := s.DeleteUserSessions(ctx, user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ids {
+		if _, err := s.GetSession(ctx, fmt.Sprintf("id-%d", i), now); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("session id-%d after DeleteUserSessions of both users: %v", i, err)
+		}
+	}
+	if n := countKeys(t, addrs, prefix); n != 0 {
+		t.Errorf("%d keys left after every session was deleted, want none (the indexes go with their last entry)", n)
 	}
 }

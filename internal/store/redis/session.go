@@ -58,10 +58,12 @@ func indexScore(s *store.Session) int64 { return pxat(expiryNanos(s.Expires)) }
 // error on a nil record, an empty or oversized ID or User, a User containing
 // NUL, an invalid State or a zero Expires; the store is then unchanged.
 //
-// It writes the record (SET … PXAT … GET), then adds it to its user's index;
-// if the record belonged to another user before, it leaves that user's
-// index. If the index cannot be updated the new record is deleted again (as
-// far as Redis still answers) and the call fails.
+// It writes the record (SET … PXAT), then adds it to its user's index. If
+// the index cannot be updated the new record is deleted again (as far as
+// Redis still answers) and the call fails. A record that belonged to another
+// user before stays in that user's index, as a stale entry: the record's
+// user is checked wherever the index is read, and removing the entry here
+// could unindex a concurrent write of the same ID by that user.
 func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 	ctx, err := s.begin(ctx)
 	if err != nil {
@@ -76,8 +78,7 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
 	}
 	key := s.sessionKey(sess.ID)
-	old, err := s.client.Do(ctx, "set", key, enc, "pxat", pxat(expiryNanos(sess.ExpiresAt())), "get").Text()
-	if err != nil && !errors.Is(err, goredis.Nil) {
+	if err := s.client.Do(ctx, "set", key, enc, "pxat", pxat(expiryNanos(sess.ExpiresAt()))).Err(); err != nil {
 		return fail("put session", err)
 	}
 	err = scriptIndexAdd.Run(ctx, s.client, []string{s.userKey(sess.User)}, sess.ID, indexScore(sess)).Err()
@@ -86,11 +87,6 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 		// back unless it changed meanwhile.
 		_ = scriptDeleteIf.Run(ctx, s.client, []string{key}, enc).Err()
 		return fail("put session: index", err)
-	}
-	if prev := sessionUser(old); prev != "" && prev != sess.User {
-		// A stale entry is harmless (the record's user is checked), so a
-		// failure here does not fail the call.
-		_ = s.client.ZRem(ctx, s.userKey(prev), sess.ID).Err()
 	}
 	return nil
 }
