@@ -135,6 +135,8 @@ type Service struct {
 	codes   *otp.Hasher
 	senders Senders
 	vault   *documents.Vault
+	// inspectSlot lets one recovery upload be decoded at a time.
+	inspectSlot chan struct{}
 }
 
 // New returns a Service. now may be nil (time.Now).
@@ -194,16 +196,17 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		log = zap.NewNop()
 	}
 	s := &Service{
-		cfg:        cfg,
-		store:      st,
-		users:      dir,
-		now:        now,
-		log:        log,
-		audit:      log.Named("audit"),
-		sessionKey: deriveKey(cfg.Secret, "twostep session id v1"),
-		csrfKey:    deriveKey(cfg.Secret, "twostep csrf v1"),
-		deviceKey:  deriveKey(cfg.Secret, "twostep device v1"),
-		hashSlots:  make(chan struct{}, cfg.MaxConcurrentHashes),
+		cfg:         cfg,
+		store:       st,
+		users:       dir,
+		now:         now,
+		log:         log,
+		audit:       log.Named("audit"),
+		sessionKey:  deriveKey(cfg.Secret, "twostep session id v1"),
+		csrfKey:     deriveKey(cfg.Secret, "twostep csrf v1"),
+		deviceKey:   deriveKey(cfg.Secret, "twostep device v1"),
+		hashSlots:   make(chan struct{}, cfg.MaxConcurrentHashes),
+		inspectSlot: make(chan struct{}, 1),
 	}
 	s.macPool.New = func() any { return hmac.New(sha256.New, s.sessionKey) }
 	var err error
@@ -237,10 +240,10 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		r.Expiry = 30 * 24 * time.Hour
 	}
 	if r.MaxPerAccount <= 0 {
-		r.MaxPerAccount = 5
+		r.MaxPerAccount = 10
 	}
 	if r.MaxPerIP <= 0 {
-		r.MaxPerIP = 20
+		r.MaxPerIP = 30
 	}
 	return s, nil
 }

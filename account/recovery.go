@@ -165,6 +165,11 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	}
 	user := res.Session.User
 	now := s.now()
+	if open, err := s.openRecovery(ctx, user); err != nil {
+		return nil, err
+	} else if open != nil {
+		return nil, ErrConflict
+	}
 	for _, lim := range []struct {
 		key string
 		max int
@@ -177,12 +182,14 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 			return nil, &RateLimitedError{RetryAfter: reset.Sub(now)}
 		}
 	}
-	if open, err := s.openRecovery(ctx, user); err != nil {
-		return nil, err
-	} else if open != nil {
-		return nil, ErrConflict
+	// Decoding a large image takes hundreds of MB: inspect one at a time.
+	select {
+	case s.inspectSlot <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ErrBusy
 	}
 	d, err := documents.Inspect(doc, documents.Limits{MaxBytes: s.cfg.Recovery.MaxSize})
+	<-s.inspectSlot
 	if err != nil {
 		return nil, err // documents.ErrTooLarge / ErrUnsupported
 	}
@@ -340,8 +347,8 @@ func (s *Service) ReviewQueue(ctx context.Context, res *Resolved) ([]ReviewItem,
 		if err != nil {
 			return nil, err
 		}
-		if r.Status != RecoveryPending {
-			continue
+		if r.Status != RecoveryPending || r.User == res.Session.User {
+			continue // nobody reviews their own request: it is not in their queue
 		}
 		out = append(out, ReviewItem{ID: r.ID, User: r.User, Created: r.Created, DocumentType: r.DocumentType,
 			Approvals: len(r.Approvals), AgeSeconds: int64(now.Sub(r.Created) / time.Second), IP: r.IP, Status: r.Status})
