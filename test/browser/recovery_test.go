@@ -303,7 +303,7 @@ func journeyRecovery(t *testing.T, chromium string) {
 	wantPath(t, rctx, reqPath)
 	wantBodyContains(t, rctx, "Recovery request")
 	facts := run(t, rctx, "read the facts", chromedp.Text(chromedp.CSS(`dl.facts`)))
-	for _, want := range []string{recoveryUser, "Passport", "png", "pending"} {
+	for _, want := range []string{recoveryUser, "passport", "png", "pending"} {
 		if !strings.Contains(strings.ToLower(facts), want) {
 			t.Errorf("the request's facts do not show %q:\n%s", want, facts)
 		}
