@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -568,6 +569,14 @@ func (s *Service) Resolve(ctx context.Context, token string) (*Resolved, error) 
 		return nil, &UnavailableError{err}
 	}
 	u, known := s.users.DB().Lookup(sess.User)
+	if !known && strings.HasPrefix(sess.Credential, "oidc:") {
+		// A user who exists only at the identity provider.
+		ext, err := s.externalUser(ctx, sess)
+		if err != nil {
+			return nil, err
+		}
+		u, known = ext, ext != nil
+	}
 	if !known || u.Disabled || !hmac.Equal([]byte(u.Credential), []byte(sess.Credential)) {
 		// The account changed under the session: end it.
 		if err := s.store.DeleteSession(ctx, id); err != nil {

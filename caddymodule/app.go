@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/oidc"
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/internal/store/cache"
@@ -78,6 +79,9 @@ type App struct {
 	// Email is the SMTP server for codes and account notices.
 	Email *SMTPConfig `json:"email,omitempty"`
 
+	// OIDC lists upstream OpenID Connect providers for the first factor.
+	OIDC []OIDCConfig `json:"oidc,omitempty"`
+
 	// Recovery enables account recovery with an identity check.
 	Recovery *RecoveryConfig `json:"recovery,omitempty"`
 
@@ -85,11 +89,12 @@ type App struct {
 	// /.twostep/outbox. Refused on a non-loopback listener.
 	DevOutbox bool `json:"dev_outbox,omitempty"`
 
-	ctx     caddy.Context
-	logger  *zap.Logger
-	users   *users.File
-	poolKey string
-	senders account.Senders
+	ctx       caddy.Context
+	logger    *zap.Logger
+	users     *users.File
+	poolKey   string
+	senders   account.Senders
+	providers []*oidc.Provider
 
 	run *appRun
 }
@@ -100,6 +105,30 @@ type appRun struct {
 	mu      sync.Mutex
 	service atomic.Pointer[account.Service]
 	cancel  context.CancelFunc
+}
+
+// OIDCConfig is one `oidc <name> { … }` block.
+type OIDCConfig struct {
+	// Name is used in URLs and logs.
+	Name string `json:"name"`
+	// Issuer URL (https); discovery happens at start, never in Provision.
+	Issuer       string   `json:"issuer"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+	// Label of the login button. Default "Sign in with <name>".
+	Label string `json:"label,omitempty"`
+	// TrustIdPMFA: an ID token whose amr says mfa/otp/hwk/swk (or an acr in
+	// ACRs) counts as two factors.
+	TrustIdPMFA bool     `json:"trust_idp_mfa,omitempty"`
+	ACRs        []string `json:"acr,omitempty"`
+	// UsernameClaim names a users-file user; default preferred_username,
+	// then a verified email.
+	UsernameClaim string `json:"username_claim,omitempty"`
+	// GroupsClaim holds the groups. Default "groups".
+	GroupsClaim string `json:"groups_claim,omitempty"`
+	// AllowUnknownUsers accepts users that are not in the users file.
+	AllowUnknownUsers bool `json:"allow_unknown_users,omitempty"`
 }
 
 // RecoveryConfig sets account recovery with an identity check.
@@ -326,6 +355,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.senders = senders
+	for _, oc := range a.OIDC {
+		pr, err := oidc.New(oidc.Config{
+			Name: oc.Name, Issuer: oc.Issuer, ClientID: oc.ClientID, ClientSecret: oc.ClientSecret, Scopes: oc.Scopes,
+			Label: oc.Label, TrustIdPMFA: oc.TrustIdPMFA, ACRs: oc.ACRs, UsernameClaim: oc.UsernameClaim,
+			GroupsClaim: oc.GroupsClaim, AllowUnknownUsers: oc.AllowUnknownUsers,
+			KnownUser: a.knownUser,
+		})
+		if err != nil {
+			return fmt.Errorf("twostep: oidc %s: %w", oc.Name, err)
+		}
+		a.providers = append(a.providers, pr)
+	}
 	a.CookieDomain = strings.ToLower(strings.TrimSuffix(a.CookieDomain, "."))
 	if a.UsersFile != "" {
 		f, err := users.Open(a.UsersFile, a.logger.Named("users"))
@@ -520,6 +561,15 @@ func (a *App) Start() error {
 	if a.Recovery != nil {
 		go a.sweepRecovery(ctx, svc)
 	}
+	for _, pr := range a.providers {
+		// Discovery is network I/O: at start, in the background; a provider
+		// that is unreachable shows it on its button and is retried.
+		go func() {
+			if err := pr.Discover(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Warn("OpenID provider discovery failed", zap.String("provider", pr.Name()), zap.Error(err))
+			}
+		}()
+	}
 	a.run.mu.Lock()
 	a.run.service.Store(svc)
 	a.run.cancel = cancel
@@ -617,4 +667,13 @@ func (a *App) sweepRecovery(ctx context.Context, svc *account.Service) {
 		case <-t.C:
 		}
 	}
+}
+
+// knownUser reports whether name is in the users file (OIDC sign-ins).
+func (a *App) knownUser(name string) bool {
+	if a.users == nil {
+		return false
+	}
+	u, ok := a.users.DB().Lookup(name)
+	return ok && !u.Disabled
 }

@@ -20,9 +20,7 @@ func init() {
 
 // Options of the global block that later versions add; naming one is an
 // error rather than being silently ignored.
-var notYetGlobal = map[string]bool{
-	"oidc": true,
-}
+var notYetGlobal = map[string]bool{}
 
 // parseGlobal reads the `twostep` global option:
 //
@@ -300,6 +298,17 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 					return nil, d.Errf("trusted_device: unknown option %q (want lifetime)", d.Val())
 				}
 			}
+		case "oidc":
+			oc, err := parseOIDC(d)
+			if err != nil {
+				return nil, err
+			}
+			for _, other := range app.OIDC {
+				if other.Name == oc.Name {
+					return nil, d.Errf("oidc %q is configured twice", oc.Name)
+				}
+			}
+			app.OIDC = append(app.OIDC, oc)
 		case "recovery":
 			rc, err := parseRecovery(d)
 			if err != nil {
@@ -401,6 +410,64 @@ func parseProvider(d *caddyfile.Dispenser, channel string) (ProviderConfig, erro
 		return pc, d.Errf("%s %q: want twilio or webhook", channel, pc.Type)
 	}
 	return pc, nil
+}
+
+// parseOIDC reads `oidc <name> { … }`.
+func parseOIDC(d *caddyfile.Dispenser) (OIDCConfig, error) {
+	var oc OIDCConfig
+	if !d.NextArg() {
+		return oc, d.Err("oidc: missing the provider's name, e.g. `oidc example {`")
+	}
+	oc.Name = d.Val()
+	if d.NextArg() {
+		return oc, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "issuer":
+			err = oneArg(d, &oc.Issuer)
+		case "client_id":
+			err = oneArg(d, &oc.ClientID)
+		case "client_secret":
+			err = oneArg(d, &oc.ClientSecret)
+		case "scopes":
+			oc.Scopes = d.RemainingArgs()
+			if len(oc.Scopes) == 0 {
+				err = d.Err("scopes: name at least one scope")
+			}
+		case "label":
+			err = oneArg(d, &oc.Label)
+		case "trust_idp_mfa":
+			if d.NextArg() {
+				return oc, d.ArgErr()
+			}
+			oc.TrustIdPMFA = true
+		case "acr":
+			oc.ACRs = d.RemainingArgs()
+			if len(oc.ACRs) == 0 {
+				err = d.Err("acr: name at least one acr value")
+			}
+		case "username_claim":
+			err = oneArg(d, &oc.UsernameClaim)
+		case "groups_claim":
+			err = oneArg(d, &oc.GroupsClaim)
+		case "allow_unknown_users":
+			if d.NextArg() {
+				return oc, d.ArgErr()
+			}
+			oc.AllowUnknownUsers = true
+		default:
+			return oc, d.Errf("oidc %s: unknown option %q (want issuer, client_id, client_secret, scopes, label, trust_idp_mfa, acr, username_claim, groups_claim or allow_unknown_users)", oc.Name, d.Val())
+		}
+		if err != nil {
+			return oc, err
+		}
+	}
+	if oc.Issuer == "" || oc.ClientID == "" {
+		return oc, d.Errf("oidc %s: issuer and client_id are required", oc.Name)
+	}
+	return oc, nil
 }
 
 // parseRecovery reads the `recovery { … }` block.

@@ -59,7 +59,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		name, in, want string
 	}{
 		{"unknown global option", global("\t\tfrobnicate on"), `unknown twostep option "frobnicate", at Caddyfile:4`},
-		{"later option", global("\t\toidc example {\n\t\t}"), `twostep option "oidc" is not available in this version`},
+		{"oidc needs issuer", global("\t\toidc example {\n\t\t}"), "oidc example: issuer and client_id are required"},
+		{"oidc option", global("\t\toidc example {\n\t\t\tissuer https://id.example.com\n\t\t\tclient_id x\n\t\t\tsecret y\n\t\t}"), `oidc example: unknown option "secret"`},
 		{"recovery needs a review group", global("\t\trecovery {\n\t\t}"), "recovery: review_group is required"},
 		{"recovery max_size", global("\t\trecovery {\n\t\t\treview_group admins\n\t\t\tmax_size huge\n\t\t}"), `max_size "huge": want a size from 1KiB to 100MiB`},
 		{"recovery after_approval", global("\t\trecovery {\n\t\t\treview_group admins\n\t\t\tafter_approval forget\n\t\t}"), `after_approval "forget": want password_only or enroll`},

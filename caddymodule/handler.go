@@ -120,6 +120,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.app.DevOutbox {
 		h.portal.Outbox = devOutbox
 	}
+	h.portal.Providers = h.app.providers
 	return nil
 }
 

@@ -24,10 +24,10 @@ var devOutbox = notify.NewOutbox(100)
 func (a *App) buildSenders() (account.Senders, error) {
 	var out account.Senders
 	var err error
-	if out.SMS, err = a.providers("sms", a.SMS); err != nil {
+	if out.SMS, err = a.senderChain("sms", a.SMS); err != nil {
 		return out, err
 	}
-	if out.Voice, err = a.providers("voice", a.Voice); err != nil {
+	if out.Voice, err = a.senderChain("voice", a.Voice); err != nil {
 		return out, err
 	}
 	if a.Email != nil {
@@ -61,7 +61,7 @@ func withOutbox(s notify.Sender, name string) notify.Sender {
 	return notify.Tee(devOutbox, s)
 }
 
-func (a *App) providers(channel string, list []ProviderConfig) (notify.Sender, error) {
+func (a *App) senderChain(channel string, list []ProviderConfig) (notify.Sender, error) {
 	if len(list) == 0 {
 		return nil, nil
 	}

@@ -29,7 +29,7 @@ func (p *Portal) loginPage(w http.ResponseWriter, r *http.Request, env Env) {
 			p.answerErr(w, r, err)
 			return
 		}
-		d := pageData{Title: "Sign in", CSRF: p.Account.CSRFToken(csrf), Return: ret}
+		d := pageData{Title: "Sign in", CSRF: p.Account.CSRFToken(csrf), Return: ret, Providers: p.providerViews()}
 		if r.URL.Query().Get("signed_out") == "1" {
 			d.Notice = "You have signed out."
 		}
@@ -63,7 +63,7 @@ func (p *Portal) loginSubmit(w http.ResponseWriter, r *http.Request, env Env) {
 		return
 	}
 	username := strings.TrimSpace(r.PostFormValue("username"))
-	d := pageData{Title: "Sign in", CSRF: p.Account.CSRFToken(csrf), Return: ret, Username: username}
+	d := pageData{Title: "Sign in", CSRF: p.Account.CSRFToken(csrf), Return: ret, Username: username, Providers: p.providerViews()}
 	if username == "" || r.PostFormValue("password") == "" {
 		d.Error = "Enter your username and your password."
 		p.render(w, http.StatusBadRequest, "login.html", d)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/notify"
+	"github.com/twostep-auth/twostep/internal/oidc"
 	"github.com/twostep-auth/twostep/policy"
 )
 
@@ -85,6 +86,8 @@ type Portal struct {
 	Log *zap.Logger
 	// Outbox, when set (dev_outbox), is shown at /.twostep/outbox.
 	Outbox *notify.Outbox
+	// Providers are the upstream OpenID Connect providers (login buttons).
+	Providers []*oidc.Provider
 }
 
 // SessionCookieName is the session cookie's name: `__Host-twostep` on HTTPS
@@ -206,6 +209,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		_, _ = w.Write(b)
 	default:
+		if name, ok := strings.CutPrefix(rest, "oidc/"); ok {
+			p.oidcPage(w, r, env, name)
+			return
+		}
 		if rest == "review" || strings.HasPrefix(rest, "review/") {
 			p.reviewPage(w, r, env, strings.TrimPrefix(strings.TrimPrefix(rest, "review"), "/"))
 			return
@@ -550,6 +557,9 @@ type pageData struct {
 	Queue    []account.ReviewItem
 	Own      bool
 	Recover  bool
+
+	// Login page: the OpenID Connect buttons.
+	Providers []providerView
 }
 
 // methodView is a method as the pages show it.

@@ -1,0 +1,153 @@
+package account
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/users"
+)
+
+// ExternalIdentity is a user an upstream identity provider vouched for.
+type ExternalIdentity struct {
+	// Provider is the configured provider's name; Subject its user id.
+	Provider, Subject     string
+	Username, Email, Name string
+	Groups                []string
+	// MFA: the provider says it used more than a password, and the
+	// configuration trusts it (trust_idp_mfa).
+	MFA bool
+	// AllowUnknown accepts users that are not in the users file.
+	AllowUnknown bool
+}
+
+func externalKey(user string) string { return "extuser:" + user }
+
+// externalCredential marks sessions of users that exist only upstream.
+func externalCredential(provider, subject string) string {
+	return "oidc:" + provider + ":" + subject
+}
+
+// SignInExternal issues a session for a user the provider authenticated,
+// as SignIn does for a password: the user's own two-step state still
+// applies, unless the provider's MFA is trusted.
+func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Client) (*SignInResult, error) {
+	now := s.now()
+	name := users.Canonical(id.Username)
+	if name == "" {
+		return nil, ErrInvalidCredentials
+	}
+	u, known := s.users.DB().Lookup(name)
+	switch {
+	case known && u.Disabled:
+		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("provider", id.Provider), zap.String("ip", c.ip()), zap.String("outcome", "disabled"))
+		return nil, ErrInvalidCredentials
+	case !known && !id.AllowUnknown:
+		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("provider", id.Provider), zap.String("ip", c.ip()), zap.String("outcome", "unknown_user"))
+		return nil, ErrInvalidCredentials
+	case !known:
+		u = &users.User{Name: name, DisplayName: id.Name, Email: id.Email, Groups: id.Groups,
+			Credential: externalCredential(id.Provider, id.Subject)}
+		b, _ := json.Marshal(u)
+		if err := s.store.Put(ctx, externalKey(name), b, s.cfg.SessionLifetime, now); err != nil {
+			return nil, &UnavailableError{err}
+		}
+	}
+	state, err := s.stateAfterPassword(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	lifetime := s.cfg.SessionLifetime
+	if state == store.StateSecondFactor && id.MFA {
+		state = store.StateTwoFactor // the provider's second factor counts
+	}
+	if state == store.StateOneFactor && id.MFA {
+		state = store.StateTwoFactor
+	}
+	if state == store.StateSecondFactor || state == store.StateEnrollment {
+		lifetime = s.cfg.PendingLifetime
+	}
+	token, sid, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	sess := &store.Session{
+		ID: sid, User: name, State: state, Created: now, LastSeen: now, Expires: now.Add(lifetime),
+		Idle: s.cfg.SessionIdle, Credential: u.Credential, IP: c.ip(), UserAgent: truncate(c.UserAgent, 256),
+		Pending: map[string]string{"provider": id.Provider},
+	}
+	if state == store.StateTwoFactor {
+		sess.SecondFactorAt = now
+	}
+	if state == store.StateSecondFactor && c.Device != "" {
+		d, h, err := s.checkDevice(ctx, u, c.Device)
+		if err != nil {
+			return nil, err
+		}
+		if d != nil {
+			if err := s.touchDevice(ctx, d, h, c); err != nil {
+				return nil, err
+			}
+			sess.State, sess.Device, sess.SecondFactorAt = store.StateTwoFactor, h, d.Created
+			sess.Expires = now.Add(s.cfg.SessionLifetime)
+		}
+	}
+	if err := s.store.PutSession(ctx, sess); err != nil {
+		return nil, &UnavailableError{err}
+	}
+	s.audit.Info("signed in", zap.String("user", name), zap.String("provider", id.Provider), zap.Bool("provider_mfa", id.MFA),
+		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"), zap.String("level", sess.State.String()))
+	out := &SignInResult{Token: token, Session: sess, User: u}
+	if sess.State == store.StateSecondFactor {
+		if out.Methods, err = s.Methods(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// externalUser returns the record of a user who exists only upstream, for
+// a session whose credential says so.
+func (s *Service) externalUser(ctx context.Context, sess *store.Session) (*users.User, error) {
+	if !strings.HasPrefix(sess.Credential, "oidc:") {
+		return nil, nil
+	}
+	b, err := s.store.Get(ctx, externalKey(sess.User), s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	var u users.User
+	if json.Unmarshal(b, &u) != nil || u.Credential != sess.Credential {
+		return nil, nil
+	}
+	return &u, nil
+}
+
+// PutFlow keeps a sign-in flow's state (an OpenID Connect login in
+// progress) server-side under a random key held in the browser's cookie.
+func (s *Service) PutFlow(ctx context.Context, key string, data []byte, ttl time.Duration) error {
+	if err := s.store.Put(ctx, "flow:"+key, data, ttl, s.now()); err != nil {
+		return &UnavailableError{err}
+	}
+	return nil
+}
+
+// TakeFlow returns and forgets a flow's state (single use).
+func (s *Service) TakeFlow(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.store.Take(ctx, "flow:"+key, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	return b, nil
+}

@@ -1,0 +1,172 @@
+package recoveryui
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/oidc"
+	"github.com/twostep-auth/twostep/internal/store"
+)
+
+const oidcCookie = "twostep_oidc"
+
+// providerView is a login button.
+type providerView struct {
+	Name, Label, Problem string
+}
+
+func (p *Portal) providerViews() []providerView {
+	var out []providerView
+	for _, pr := range p.Providers {
+		v := providerView{Name: pr.Name(), Label: pr.Label()}
+		if ok, err := pr.Ready(); !ok && err != nil {
+			v.Problem = err.Error()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (p *Portal) provider(name string) *oidc.Provider {
+	for _, pr := range p.Providers {
+		if pr.Name() == name {
+			return pr
+		}
+	}
+	return nil
+}
+
+// oidcPage serves POST /.twostep/oidc/{name} (the login button: start the
+// flow) and GET /.twostep/oidc/{name}/callback (the provider's answer).
+func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest string) {
+	name, sub, _ := strings.Cut(rest, "/")
+	pr := p.provider(name)
+	if pr == nil {
+		p.fail(w, r, http.StatusNotFound, "not_found", "There is no such sign-in provider.")
+		return
+	}
+	base := env.Client.Base
+	switch {
+	case sub == "" && r.Method == http.MethodPost:
+		if !p.parseForm(w, r) {
+			return
+		}
+		ret := p.safeReturn(r, env, r.PostFormValue("return"))
+		authURL, flow, err := pr.Start(r.Context(), base+Prefix+"oidc/"+name+"/callback", ret)
+		if err != nil {
+			p.log().Warn("provider unavailable", zap.String("provider", name), zap.Error(err))
+			p.renderLogin(w, r, env, ret, http.StatusServiceUnavailable, pr.Label()+" is unavailable right now: "+err.Error()+" Sign in with your password instead.")
+			return
+		}
+		key, err := account.NewRandom(32)
+		if err != nil {
+			p.answerErr(w, r, err)
+			return
+		}
+		b, _ := json.Marshal(flow)
+		if err := p.Account.PutFlow(r.Context(), key, b, 10*time.Minute); err != nil {
+			p.answerErr(w, r, err)
+			return
+		}
+		// Lax so that the provider's redirect back (a top-level GET) carries it.
+		http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: key, Path: Prefix + "oidc/", HttpOnly: true,
+			Secure: env.Secure, SameSite: http.SameSiteLaxMode, MaxAge: 600})
+		http.Redirect(w, r, authURL, http.StatusSeeOther)
+	case sub == "callback" && isSafeMethod(r.Method):
+		p.oidcCallback(w, r, env, pr)
+	default:
+		p.methodNotAllowed(w, r, "POST")
+	}
+}
+
+func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, pr *oidc.Provider) {
+	c, err := r.Cookie(oidcCookie)
+	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: Prefix + "oidc/", HttpOnly: true, Secure: env.Secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	if err != nil || len(c.Value) < 32 || len(c.Value) > 128 {
+		p.renderLogin(w, r, env, "/", http.StatusBadRequest, "That sign-in did not start on this browser. Try again.")
+		return
+	}
+	b, err := p.Account.TakeFlow(r.Context(), c.Value)
+	if errors.Is(err, account.ErrNotFound) {
+		p.renderLogin(w, r, env, "/", http.StatusBadRequest, "That sign-in has expired or was already used. Try again.")
+		return
+	}
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	var flow oidc.Flow
+	if err := json.Unmarshal(b, &flow); err != nil || flow.Provider != pr.Name() {
+		p.renderLogin(w, r, env, "/", http.StatusBadRequest, "That sign-in did not match. Try again.")
+		return
+	}
+	ret := p.safeReturn(r, env, flow.ReturnURL)
+	id, err := pr.Finish(r.Context(), &flow, r.URL.Query(), time.Now())
+	if err != nil {
+		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.Error(err))
+		p.renderLogin(w, r, env, ret, http.StatusUnauthorized, "Signing in with "+pr.Label()+" did not work: "+oidcProblem(err))
+		return
+	}
+	res, err := p.Account.SignInExternal(r.Context(), account.ExternalIdentity{
+		Provider: pr.Name(), Subject: id.Subject, Username: id.Username, Email: id.Email, Name: id.Name,
+		// Finish admits a user missing from the users file only with
+		// allow_unknown_users.
+		Groups: id.Groups, MFA: id.MFA, AllowUnknown: !id.Known,
+	}, env.Client)
+	if errors.Is(err, account.ErrInvalidCredentials) {
+		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+pr.Label()+" account ("+id.Username+") has no access to this site.")
+		return
+	}
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	p.setSession(w, env, res.Token, res.Session.Expires)
+	dest := ret
+	switch res.Session.State {
+	case store.StateSecondFactor:
+		dest = Prefix + "challenge?return=" + url.QueryEscape(ret)
+	case store.StateEnrollment:
+		dest = Prefix + "settings?enroll=1&return=" + url.QueryEscape(ret)
+	}
+	http.Redirect(w, r, dest, http.StatusSeeOther)
+}
+
+func oidcProblem(err error) string {
+	switch {
+	case errors.Is(err, oidc.ErrState):
+		return "the answer did not belong to this sign-in."
+	case errors.Is(err, oidc.ErrProviderError):
+		return err.Error()
+	case errors.Is(err, oidc.ErrExchange):
+		return "the provider refused the sign-in code (it may have been used already)."
+	case errors.Is(err, oidc.ErrToken):
+		return "the provider's token did not check out."
+	case errors.Is(err, oidc.ErrNoUsername):
+		return "the provider did not say who you are (no user name or verified email)."
+	case errors.Is(err, oidc.ErrFlowExpired):
+		return "it took too long. Try again."
+	case errors.Is(err, oidc.ErrUnknownUser):
+		return "your account there has no access to this site."
+	case errors.Is(err, oidc.ErrUnavailable):
+		return "the provider is unreachable right now. Sign in with your password instead."
+	}
+	return "try again."
+}
+
+// renderLogin shows the login page with an error (provider problems).
+func (p *Portal) renderLogin(w http.ResponseWriter, r *http.Request, env Env, ret string, status int, msg string) {
+	csrf, err := p.csrfFor(w, r, env)
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	p.render(w, status, "login.html", pageData{Title: "Sign in", CSRF: p.Account.CSRFToken(csrf), Return: ret, Error: msg, Providers: p.providerViews()})
+}
