@@ -121,11 +121,28 @@ func (p *Portal) logoutPage(w http.ResponseWriter, r *http.Request, env Env) {
 			p.fail(w, r, http.StatusForbidden, "forbidden", "This form has expired. Go back, reload the page and try again.")
 			return
 		}
+		res, err := p.resolve(r.Context(), r, env)
+		if err != nil {
+			p.answerErr(w, r, err)
+			return
+		}
 		if err := p.Account.SignOut(r.Context(), p.SessionToken(r, env.Secure), env.Client); err != nil {
 			p.answerErr(w, r, err)
 			return
 		}
 		p.clearSession(w, env)
+		// Signed in through a provider that offers RP-initiated logout:
+		// offer to sign out there too.
+		if res != nil && res.Session.Pending != nil {
+			if pr := p.provider(res.Session.Pending["provider"]); pr != nil {
+				if u, ok := pr.EndSessionURL("", env.Client.Base+Prefix+"login?signed_out=1"); ok {
+					csrf, _ := p.csrfFor(w, r, env)
+					p.render(w, http.StatusOK, "logout.html", pageData{Title: "Signed out", CSRF: p.Account.CSRFToken(csrf),
+						Notice: "You have signed out of this site.", Return: u, Secret: pr.Label()})
+					return
+				}
+			}
+		}
 		http.Redirect(w, r, Prefix+"login?signed_out=1", http.StatusSeeOther)
 	default:
 		p.methodNotAllowed(w, r, "GET, POST")

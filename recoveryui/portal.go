@@ -151,6 +151,14 @@ func (p *Portal) env(r *http.Request) Env {
 // client identity headers and checked the path is canonical.
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setSecurityHeaders(w.Header(), p.CookieDomain)
+	if len(p.Providers) > 0 {
+		// Login buttons post here and are redirected to the providers.
+		var extra []string
+		for _, pr := range p.Providers {
+			extra = append(extra, pr.Origins()...)
+		}
+		setSecurityHeaders(w.Header(), p.CookieDomain, extra...)
+	}
 	env := p.env(r)
 	if c, err := r.Cookie(DeviceCookieName(env.Secure, p.CookieDomain)); err == nil {
 		env.Client.Device = c.Value
@@ -226,10 +234,15 @@ func isSafeMethod(m string) bool {
 }
 
 // setSecurityHeaders sets the headers every portal response carries.
-func setSecurityHeaders(h http.Header, cookieDomain string) {
+func setSecurityHeaders(h http.Header, cookieDomain string, formTargets ...string) {
 	formAction := "'self'"
 	if cookieDomain != "" {
 		formAction += " https://" + cookieDomain + " https://*." + cookieDomain
+	}
+	for _, t := range formTargets {
+		if t != "" && !strings.ContainsAny(t, " ;,'\"") {
+			formAction += " " + t
+		}
 	}
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")

@@ -536,3 +536,24 @@ func (p *Provider) EndSessionURL(idTokenHint, postLogoutRedirect string) (string
 	u.RawQuery = q.Encode()
 	return u.String(), true
 }
+
+// Origins returns the scheme://host[:port] of the issuer and, once
+// discovered, of the authorization endpoint: the places a login form's
+// redirect may go (the portal's CSP form-action must allow them).
+func (p *Provider) Origins() []string {
+	out := []string{origin(p.cfg.Issuer)}
+	if d := p.discovered(); d != nil {
+		if o := origin(d.provider.Endpoint().AuthURL); o != "" && o != out[0] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func origin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
