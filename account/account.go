@@ -138,6 +138,7 @@ type Service struct {
 	vault   *documents.Vault
 	// inspectSlot lets one recovery upload be decoded at a time.
 	inspectSlot chan struct{}
+	metrics     Metrics
 }
 
 // New returns a Service. now may be nil (time.Now).
@@ -208,6 +209,7 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		deviceKey:   deriveKey(cfg.Secret, "twostep device v1"),
 		hashSlots:   make(chan struct{}, cfg.MaxConcurrentHashes),
 		inspectSlot: make(chan struct{}, 1),
+		metrics:     noMetrics{},
 	}
 	s.macPool.New = func() any { return hmac.New(sha256.New, s.sessionKey) }
 	var err error
@@ -321,6 +323,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		} else if !until.IsZero() {
 			s.audit.Info("sign-in refused", zap.String("user", name), zap.String("ip", c.ip()),
 				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
+			s.metrics.SignIn("password", "banned")
 			return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
 		}
 	}
@@ -352,6 +355,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		}
 		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("ip", c.ip()),
 			zap.String("user_agent", c.UserAgent), zap.String("outcome", reason))
+		s.metrics.SignIn("password", "failure")
 		return nil, ErrInvalidCredentials
 	}
 	if err := s.store.Delete(ctx, "fail:"+userKey); err != nil {
@@ -397,6 +401,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 			sess.SecondFactorAt = d.Created
 			sess.Expires = now.Add(s.cfg.SessionLifetime)
 			s.audit.Info("trusted device used", zap.String("user", name), zap.String("device", d.ID), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+			s.metrics.SignIn("device", "success")
 		}
 	}
 	if err := s.store.PutSession(ctx, sess); err != nil {
@@ -405,6 +410,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	s.audit.Info("signed in", zap.String("user", name), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"),
 		zap.String("level", sess.State.String()))
+	s.metrics.SignIn("password", "success")
 	out := &SignInResult{Token: token, Session: sess, User: u}
 	if sess.State == store.StateOneFactor {
 		if _, err := s.store.Take(ctx, "offer-2sv:"+name, now); err == nil {

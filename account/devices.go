@@ -89,6 +89,9 @@ func (s *Service) revokeDevices(ctx context.Context, user, why string) error {
 	if err := s.store.Delete(ctx, deviceListKey(user)); err != nil {
 		return &UnavailableError{err}
 	}
+	for range list {
+		s.metrics.Device("revoked")
+	}
 	if len(list) > 0 {
 		s.audit.Info("trusted devices revoked", zap.String("user", user), zap.Int("count", len(list)), zap.String("reason", why), zap.String("outcome", "success"))
 	}
@@ -154,6 +157,7 @@ func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base
 	}
 	s.audit.Info("device trusted", zap.String("user", user), zap.String("device", d.ID), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	s.metrics.Device("created")
 	s.mail(ctx, u, "A new browser can sign in without a code",
 		"You chose \"Don't require a code on this browser\" on "+d.Label+" (from "+d.IP+") at "+now.UTC().Format("2 Jan 2006 15:04 UTC")+".\n\n"+
 			"If this wasn't you, revoke it now:\n"+s.revokeLink(base, user, d.ID)+"\n\nand change your password.")
@@ -296,6 +300,7 @@ func (s *Service) RevokeDevice(ctx context.Context, user, id string, c Client) e
 		}
 		s.audit.Info("device revoked", zap.String("user", user), zap.String("device", id), zap.String("ip", c.ip()),
 			zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+		s.metrics.Device("revoked")
 		if u, ok := s.users.DB().Lookup(user); ok {
 			s.mail(ctx, u, "A trusted browser was revoked",
 				d.Label+" (trusted "+d.Created.UTC().Format("2 Jan 2006")+") will be asked for a code again.")

@@ -100,6 +100,7 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 	if err := s.store.PutSession(ctx, sess); err != nil {
 		return nil, &UnavailableError{err}
 	}
+	s.metrics.SignIn("oidc", "success")
 	s.audit.Info("signed in", zap.String("user", name), zap.String("provider", id.Provider), zap.Bool("provider_mfa", id.MFA),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"), zap.String("level", sess.State.String()))
 	out := &SignInResult{Token: token, Session: sess, User: u}

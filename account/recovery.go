@@ -431,6 +431,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 	now := s.now()
 	s.audit.Info("recovery reviewed", zap.String("reviewer", reviewer), zap.String("user", r.User), zap.String("request", id),
 		zap.String("decision", decision), zap.String("ip", c.ip()), zap.String("outcome", decision))
+	s.metrics.Decision(decision)
 	if decision == "deny" {
 		r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryDenied, now, reviewer, reason
 		if err := s.saveRecovery(ctx, r); err != nil {
@@ -652,4 +653,28 @@ func (s *Service) mailUser(ctx context.Context, user, subject, body string) {
 // RecoveryCancelURL is the cancel link for tests and the operator's view.
 func (s *Service) RecoveryCancelURL(base, id string) string {
 	return base + "/.twostep/recovery/cancel?r=" + url.QueryEscape(id) + "&sig=" + s.cancelSig(id)
+}
+
+// QueueStats returns how many requests wait for review and how long the
+// oldest has waited (for metrics).
+func (s *Service) QueueStats(ctx context.Context) (pending int, oldest time.Duration, err error) {
+	if !s.cfg.Recovery.Enabled {
+		return 0, 0, nil
+	}
+	ids, err := s.recoveryIndex(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	now := s.now()
+	for _, id := range ids {
+		r, err := s.loadRecovery(ctx, id)
+		if err != nil || r.Status != RecoveryPending {
+			continue
+		}
+		pending++
+		if age := now.Sub(r.Created); age > oldest {
+			oldest = age
+		}
+	}
+	return pending, oldest, nil
 }

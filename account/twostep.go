@@ -268,6 +268,7 @@ func (s *Service) factorFailed(ctx context.Context, user string, c Client) error
 				return &UnavailableError{err}
 			}
 			s.audit.Warn("second factor locked", zap.String("key", k), zap.Time("until", until))
+			s.metrics.SignIn("second_factor", "locked")
 		}
 	}
 	return nil
@@ -403,9 +404,11 @@ func (s *Service) deliver(ctx context.Context, user, purpose, channel, to, code 
 		_ = s.store.Delete(ctx, cooldownKey(user, purpose, channel))
 		s.log.Warn("code delivery failed", zap.String("user", user), zap.String("channel", channel), zap.Error(err))
 		s.audit.Warn("code delivery failed", zap.String("user", user), zap.String("channel", channel), zap.String("outcome", "failed"))
+		s.metrics.CodeSent(channel, false)
 		return &DeliveryFailedError{Channel: channel, Alternatives: alternatives, Err: err}
 	}
 	s.audit.Info("code sent", zap.String("user", user), zap.String("channel", channel), zap.String("outcome", "sent"))
+	s.metrics.CodeSent(channel, true)
 	return nil
 }
 
@@ -572,6 +575,7 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 			}
 			s.audit.Info("second factor failed", zap.String("user", user), zap.String("method", method),
 				zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "invalid_code"))
+			s.metrics.SignIn(method, "failure")
 		}
 		return nil, err
 	}
@@ -602,6 +606,7 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	}
 	s.audit.Info("second factor passed", zap.String("user", user), zap.String("method", method),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
+	s.metrics.SignIn(method, "success")
 	if err := s.cancelOpenRecovery(ctx, user, "you signed in with a code"); err != nil {
 		return nil, err
 	}

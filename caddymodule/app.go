@@ -285,6 +285,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.run = new(appRun)
+	a.registerMetrics(ctx.GetMetricsRegistry())
 	a.expandPlaceholders()
 	if a.Store == nil {
 		a.Store = &StoreConfig{Type: "bolt"}
@@ -501,7 +502,7 @@ func (a *App) Start() error {
 				return nil, err
 			}
 			// Other nodes write too: trust a cached session for one second.
-			return &pooledStore{Store: cache.New(rs, time.Second), stop: func() {}}, nil
+			return &pooledStore{Store: cache.New(measured{rs}, time.Second), stop: func() {}}, nil
 		}
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
 		if err != nil {
@@ -514,7 +515,7 @@ func (a *App) Start() error {
 		})
 		// This process is the file's only writer: every change goes
 		// through the cache, which may keep sessions for long.
-		return &pooledStore{Store: cache.New(db, 5*time.Minute), stop: cancel}, nil
+		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute), stop: cancel}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
@@ -556,6 +557,7 @@ func (a *App) Start() error {
 	}
 
 	svc.SetAuditLogger(a.logger.Named("audit"))
+	svc.SetMetrics(promMetrics{})
 	ctx, cancel := context.WithCancel(context.Background())
 	a.users.Watch(ctx)
 	if a.Recovery != nil {

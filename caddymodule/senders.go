@@ -88,7 +88,9 @@ func (a *App) senderChain(channel string, list []ProviderConfig) (notify.Sender,
 	if len(senders) == 1 {
 		return senders[0], nil
 	}
-	return &notify.Fallback{Senders: senders, Logger: a.logger.Named("notify")}, nil
+	return &notify.Fallback{Senders: senders, Logger: a.logger.Named("notify"), OnFailure: func(provider string, _ error) {
+		metricDeliveryFailures.WithLabelValues(channel, provider).Inc()
+	}}, nil
 }
 
 // checkOutboxListeners refuses dev_outbox when any HTTP server listens
