@@ -49,7 +49,9 @@ var (
 // promMetrics feeds account events into the collectors.
 type promMetrics struct{}
 
-func (promMetrics) SignIn(factor, outcome string) { metricSignIns.WithLabelValues(factor, outcome).Inc() }
+func (promMetrics) SignIn(factor, outcome string) {
+	metricSignIns.WithLabelValues(factor, outcome).Inc()
+}
 func (promMetrics) CodeSent(channel string, ok bool) {
 	result := "sent"
 	if !ok {
