@@ -501,8 +501,13 @@ func (a *App) Start() error {
 			if err != nil {
 				return nil, err
 			}
-			// Other nodes write too: trust a cached session for one second.
-			return &pooledStore{Store: cache.New(measured{rs}, time.Second), stop: func() {}}, nil
+			// Other nodes write too: they announce every session change on
+			// Redis pub/sub, and a cached session is trusted for at most
+			// five seconds even if a message is lost.
+			c := cache.New(measured{rs}, 5*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			c.Listen(ctx, rs)
+			return &pooledStore{Store: c, stop: cancel}, nil
 		}
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
 		if err != nil {

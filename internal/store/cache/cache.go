@@ -10,6 +10,7 @@ package cache
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,44 @@ type Store struct {
 	// gen counts invalidations: a read that raced with one (it began
 	// before and ends after) must not put what it read into the cache.
 	gen uint64
+
+	bus Bus
+}
+
+// Bus carries invalidations between nodes (Redis pub/sub): what one node
+// drops, every node drops.
+type Bus interface {
+	Publish(ctx context.Context, msg string) error
+	Subscribe(ctx context.Context, fn func(msg string))
+}
+
+// Listen makes the cache publish its invalidations on bus and apply those
+// of other nodes, until ctx ends.
+func (c *Store) Listen(ctx context.Context, bus Bus) {
+	c.mu.Lock()
+	c.bus = bus
+	c.mu.Unlock()
+	bus.Subscribe(ctx, func(msg string) {
+		switch {
+		case strings.HasPrefix(msg, "s:"):
+			c.dropLocal(msg[2:])
+		case strings.HasPrefix(msg, "u:"):
+			c.forgetUserLocal(msg[2:])
+		}
+	})
+}
+
+// announce tells the other nodes (best effort: the entries' time to live
+// bounds what a lost message costs).
+func (c *Store) announce(msg string) {
+	c.mu.RLock()
+	bus := c.bus
+	c.mu.RUnlock()
+	if bus != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = bus.Publish(ctx, msg)
+		cancel()
+	}
 }
 
 type entry struct {
@@ -57,7 +96,7 @@ func (c *Store) GetSession(ctx context.Context, id string, now time.Time) (*stor
 	s, err := c.Store.GetSession(ctx, id, now)
 	if err != nil {
 		if ok {
-			c.drop(id)
+			c.dropLocal(id)
 		}
 		return nil, err
 	}
@@ -101,6 +140,11 @@ func clone(s *store.Session) *store.Session {
 }
 
 func (c *Store) drop(id string) {
+	c.dropLocal(id)
+	c.announce("s:" + id)
+}
+
+func (c *Store) dropLocal(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
@@ -116,9 +160,9 @@ func (c *Store) PutSession(ctx context.Context, s *store.Session) error {
 	if s == nil {
 		return c.Store.PutSession(ctx, s)
 	}
-	c.drop(s.ID)
+	c.dropLocal(s.ID)
 	err := c.Store.PutSession(ctx, s)
-	c.drop(s.ID)
+	c.drop(s.ID) // after the write, so other nodes re-read the new record
 	return err
 }
 
@@ -131,7 +175,7 @@ func (c *Store) TouchSession(ctx context.Context, id string, lastSeen time.Time)
 
 // DeleteSession deletes in the store and in memory.
 func (c *Store) DeleteSession(ctx context.Context, id string) error {
-	c.drop(id)
+	c.dropLocal(id)
 	err := c.Store.DeleteSession(ctx, id)
 	c.drop(id)
 	return err
@@ -140,13 +184,18 @@ func (c *Store) DeleteSession(ctx context.Context, id string) error {
 // DeleteUserSessions deletes every session of user, in memory first so no
 // request in between is served from it.
 func (c *Store) DeleteUserSessions(ctx context.Context, user string) (int, error) {
-	c.forgetUser(user)
+	c.forgetUserLocal(user)
 	n, err := c.Store.DeleteUserSessions(ctx, user)
 	c.forgetUser(user)
 	return n, err
 }
 
 func (c *Store) forgetUser(user string) {
+	c.forgetUserLocal(user)
+	c.announce("u:" + user)
+}
+
+func (c *Store) forgetUserLocal(user string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,5 +123,62 @@ func BenchmarkGetSessionCached(b *testing.B) {
 		if _, err := c.GetSession(ctx, "a", now); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// memBus is an in-process Bus: what one cache publishes, every cache hears.
+type memBus struct {
+	mu   sync.Mutex
+	subs []func(string)
+}
+
+func (b *memBus) Publish(_ context.Context, msg string) error {
+	b.mu.Lock()
+	subs := append([]func(string){}, b.subs...)
+	b.mu.Unlock()
+	for _, fn := range subs {
+		fn(msg)
+	}
+	return nil
+}
+
+func (b *memBus) Subscribe(_ context.Context, fn func(string)) {
+	b.mu.Lock()
+	b.subs = append(b.subs, fn)
+	b.mu.Unlock()
+}
+
+// Two nodes over one store: a delete on one is seen by the other at once,
+// although its entry's time to live has not run out.
+func TestInvalidationAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	shared := openBolt(t)
+	bus := &memBus{}
+	a, b := New(shared, time.Hour), New(shared, time.Hour)
+	a.Listen(ctx, bus)
+	b.Listen(ctx, bus)
+	now := time.Now()
+	if err := a.PutSession(ctx, session("s1", "alice", now)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutSession(ctx, session("s2", "alice", now)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"s1", "s2"} {
+		if _, err := b.GetSession(ctx, id, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.DeleteSession(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetSession(ctx, "s1", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("node b still serves a session deleted on node a: %v", err)
+	}
+	if _, err := a.DeleteUserSessions(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetSession(ctx, "s2", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("node b still serves a session of a user signed out everywhere on node a: %v", err)
 	}
 }

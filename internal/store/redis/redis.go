@@ -414,3 +414,41 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+// invalidationChannel carries the ids of sessions (and users) whose cached
+// copies other nodes must drop.
+func (s *Store) invalidationChannel() string { return s.prefix + "invalidate" }
+
+// Publish tells every node subscribed with Subscribe to drop msg's entry.
+func (s *Store) Publish(ctx context.Context, msg string) error {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.client.Publish(ctx, s.invalidationChannel(), msg).Err(); err != nil {
+		return fail("publish", err)
+	}
+	return nil
+}
+
+// Subscribe calls fn with every message published on the invalidation
+// channel until ctx ends; the client reconnects by itself after a failure.
+func (s *Store) Subscribe(ctx context.Context, fn func(string)) {
+	ps := s.client.Subscribe(ctx, s.invalidationChannel())
+	go func() {
+		defer ps.Close()
+		ch := ps.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				fn(m.Payload)
+			}
+		}
+	}()
+}
