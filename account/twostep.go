@@ -594,6 +594,9 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	next.LastSeen = now
 	next.Device = ""
 	next.Pending = nil
+	if prov := res.Session.Pending["provider"]; prov != "" {
+		next.Pending = map[string]string{"provider": prov} // for the provider's logout
+	}
 	if st == store.StateSecondFactor {
 		// The pending session's short lifetime gives way to the full one.
 		next.Expires = next.Created.Add(s.cfg.SessionLifetime)

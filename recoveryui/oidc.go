@@ -27,7 +27,7 @@ func (p *Portal) providerViews() []providerView {
 	for _, pr := range p.Providers {
 		v := providerView{Name: pr.Name(), Label: pr.Label()}
 		if ok, err := pr.Ready(); !ok && err != nil {
-			v.Problem = err.Error()
+			v.Problem = providerTitle(pr) + " is unreachable right now"
 		}
 		out = append(out, v)
 	}
@@ -62,7 +62,7 @@ func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest 
 		authURL, flow, err := pr.Start(r.Context(), base+Prefix+"oidc/"+name+"/callback", ret)
 		if err != nil {
 			p.log().Warn("provider unavailable", zap.String("provider", name), zap.Error(err))
-			p.renderLogin(w, r, env, ret, http.StatusServiceUnavailable, pr.Label()+" is unavailable right now: "+err.Error()+" Sign in with your password instead.")
+			p.renderLogin(w, r, env, ret, http.StatusServiceUnavailable, providerTitle(pr)+" is unavailable right now. Sign in with your password instead.")
 			return
 		}
 		key, err := account.NewRandom(32)
@@ -109,9 +109,14 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 	}
 	ret := p.safeReturn(r, env, flow.ReturnURL)
 	id, err := pr.Finish(r.Context(), &flow, r.URL.Query(), time.Now())
+	if errors.Is(err, oidc.ErrUnknownUser) {
+		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.Error(err))
+		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account has no access to this site.")
+		return
+	}
 	if err != nil {
 		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.Error(err))
-		p.renderLogin(w, r, env, ret, http.StatusUnauthorized, "Signing in with "+pr.Label()+" did not work: "+oidcProblem(err))
+		p.renderLogin(w, r, env, ret, http.StatusUnauthorized, "Signing in with "+providerTitle(pr)+" did not work: "+oidcProblem(err))
 		return
 	}
 	res, err := p.Account.SignInExternal(r.Context(), account.ExternalIdentity{
@@ -121,7 +126,7 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 		Groups: id.Groups, MFA: id.MFA, AllowUnknown: !id.Known,
 	}, env.Client)
 	if errors.Is(err, account.ErrInvalidCredentials) {
-		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+pr.Label()+" account ("+id.Username+") has no access to this site.")
+		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account ("+id.Username+") has no access to this site.")
 		return
 	}
 	if err != nil {
@@ -169,4 +174,16 @@ func (p *Portal) renderLogin(w http.ResponseWriter, r *http.Request, env Env, re
 		return
 	}
 	p.render(w, status, "login.html", pageData{Title: "Sign in", CSRF: p.Account.CSRFToken(csrf), Return: ret, Error: msg, Providers: p.providerViews()})
+}
+
+// providerTitle names a provider in sentences: "Example" for a button
+// labelled "Sign in with Example", else the label or the name.
+func providerTitle(pr *oidc.Provider) string {
+	if t, ok := strings.CutPrefix(pr.Label(), "Sign in with "); ok && t != "" {
+		return t
+	}
+	if pr.Label() != "" {
+		return pr.Label()
+	}
+	return pr.Name()
 }

@@ -53,7 +53,9 @@ const (
 // it, each in a fresh browser with a fresh profile.
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	startCaddy(t)
+	// The OpenID provider first: Caddy discovers it at start.
+	idp := startIdP(t)
+	startCaddy(t, idp.issuer)
 
 	t.Run("a browser sent to a protected page lands on the login page, signs in, and sees the app with its user name", func(t *testing.T) {
 		ctx := newBrowser(t, chromium)
@@ -73,6 +75,10 @@ func TestBrowser(t *testing.T) {
 	})
 	t.Run("a user without her phone sends a blacked-out ID photo, a reviewer approves it, and she signs in with the password alone", func(t *testing.T) {
 		journeyRecovery(t, chromium)
+	})
+	t.Run("a user signs in with Example ID, enters the texted code as two-step is on, reaches the app, and signs out", func(t *testing.T) {
+		ctx := newBrowser(t, chromium)
+		journeyOIDC(t, ctx, idp)
 	})
 }
 
@@ -321,7 +327,8 @@ func newBrowser(t *testing.T, chromium string) context.Context {
 
 // startCaddy builds ./cmd/caddy, writes a Caddyfile and a users file into
 // a temporary directory, runs Caddy and waits for the site to answer.
-func startCaddy(t *testing.T) {
+// oidcIssuer is the OpenID provider of the `oidc example` block.
+func startCaddy(t *testing.T, oidcIssuer string) {
 	t.Helper()
 	for _, addr := range []string{"127.0.0.1:" + sitePort, appAddr} {
 		l, err := net.Listen("tcp", addr)
@@ -371,8 +378,8 @@ func startCaddy(t *testing.T) {
     password: "%s"
     email: rita@example.com
     groups: [%s]
-`, userName, hash, phoneUser, hash, deviceUser, hash,
-		recoveryUser, hash, recoveryEmail, reviewerUser, hash, reviewGroup))
+%s`, userName, hash, phoneUser, hash, deviceUser, hash,
+		recoveryUser, hash, recoveryEmail, reviewerUser, hash, reviewGroup, oidcUsersEntry(hash)))
 
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	writeFile(t, caddyfile, fmt.Sprintf(`{
@@ -407,6 +414,7 @@ func startCaddy(t *testing.T) {
 		}
 		# Texts, calls and emails go to GET /.twostep/api/outbox.
 		dev_outbox
+		%s
 	}
 }
 
@@ -430,7 +438,7 @@ http://:%s {
 	respond /health "ok" 200
 	respond "<!doctype html><meta name=viewport content='width=device-width'><title>Legacy app</title><h1>Legacy app</h1><p>Signed in as <strong id=user>{http.request.header.Remote-User}</strong> ({http.request.header.Remote-Name}, {http.request.header.Remote-Email}).</p><p><a href=/.twostep/logout>Sign out</a></p>" 200
 }
-`, usersFile, filepath.Join(dir, "twostep.db"), siteName, resendAfter, reviewGroup, site, appAddr, appPort))
+`, usersFile, filepath.Join(dir, "twostep.db"), siteName, resendAfter, reviewGroup, oidcCaddyBlock(oidcIssuer), site, appAddr, appPort))
 
 	logPath := filepath.Join(dir, "caddy.log")
 	logFile, err := os.Create(logPath)
