@@ -198,24 +198,8 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.recoveryStatusPage(w, r, env)
 	case "recovery/cancel":
 		p.recoveryCancelPage(w, r, env)
-	case "assets/redact.js":
-		if !isSafeMethod(r.Method) {
-			p.methodNotAllowed(w, r, "GET")
-			return
-		}
-		b, _ := assetFS.ReadFile("assets/redact.js")
-		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		_, _ = w.Write(b)
-	case "assets/style.css":
-		if !isSafeMethod(r.Method) {
-			p.methodNotAllowed(w, r, "GET")
-			return
-		}
-		b, _ := assetFS.ReadFile("assets/style.css")
-		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		_, _ = w.Write(b)
+	case "assets/redact.js", "assets/style.css":
+		p.asset(w, r, rest)
 	default:
 		if name, ok := strings.CutPrefix(rest, "oidc/"); ok {
 			p.oidcPage(w, r, env, name)
@@ -227,6 +211,26 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.fail(w, r, http.StatusNotFound, "not_found", "There is no such page.")
 	}
+}
+
+// asset serves an embedded static file (the style sheet, the redaction script).
+func (p *Portal) asset(w http.ResponseWriter, r *http.Request, name string) {
+	if !isSafeMethod(r.Method) {
+		p.methodNotAllowed(w, r, "GET")
+		return
+	}
+	b, err := assetFS.ReadFile(name)
+	if err != nil {
+		p.fail(w, r, http.StatusNotFound, "not_found", "There is no such page.")
+		return
+	}
+	ct := "text/css; charset=utf-8"
+	if strings.HasSuffix(name, ".js") {
+		ct = "text/javascript; charset=utf-8"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	_, _ = w.Write(b)
 }
 
 func isSafeMethod(m string) bool {
