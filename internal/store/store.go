@@ -16,6 +16,14 @@ var ErrNotFound = errors.New("store: not found")
 // ErrClosed is returned by every method after Close.
 var ErrClosed = errors.New("store: closed")
 
+// Limits every backend enforces (an error that is not ErrNotFound beyond
+// them): keys and session ids of 1 to MaxKeyLen bytes, values of at most
+// MaxValueLen bytes (recovery documents are the largest).
+const (
+	MaxKeyLen   = 1024
+	MaxValueLen = 16 << 20
+)
+
 // SessionState says how far a session has come through sign-in.
 type SessionState uint8
 

@@ -37,10 +37,10 @@ import (
 const (
 	// MaxKeyLen is the longest key (and session ID or user name) accepted,
 	// in bytes.
-	MaxKeyLen = 1024
+	MaxKeyLen = store.MaxKeyLen
 	// MaxValueLen is the largest value (or encoded session) accepted, in
 	// bytes.
-	MaxValueLen = 16 << 20
+	MaxValueLen = store.MaxValueLen
 	// DefaultTimeout is how long Open waits for the file lock when
 	// Options.Timeout is zero.
 	DefaultTimeout = time.Second

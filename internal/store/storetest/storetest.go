@@ -26,9 +26,9 @@ import (
 // The limits every backend enforces on keys and values.
 const (
 	// MaxKeyLen is the longest key a backend must accept.
-	MaxKeyLen = 1024
+	MaxKeyLen = store.MaxKeyLen
 	// MaxValueLen is the largest value a backend must accept.
-	MaxValueLen = 16 << 20
+	MaxValueLen = store.MaxValueLen
 )
 
 type testCase struct {
