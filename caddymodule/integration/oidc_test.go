@@ -21,6 +21,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twostep-auth/twostep/internal/oidc/oidctest"
 )
 
 const (
@@ -34,19 +36,13 @@ var opFormID = regexp.MustCompile(`name="id" value="([^"]*)"`)
 // oidcUsers are the OP's accounts: alice and bob also exist in the users
 // file (with other names, groups and emails there), mallory exists only at
 // the OP.
-func oidcUsers(o *testOP) {
-	o.addUser(&opUser{Username: "alice", Password: "alice at Example ID", Email: "alice@idp.example", EmailVerified: true,
+func oidcUsers(o *oidctest.Server) {
+	o.AddUser(oidctest.User{Username: "alice", Password: "alice at Example ID", Email: "alice@idp.example", EmailVerified: true,
 		Name: "Alice at the IdP", Groups: []string{"idp-group"}, AMR: []string{"pwd"}})
-	o.addUser(&opUser{Username: "bob", Password: "bob at Example ID", Email: "bob@idp.example", EmailVerified: true,
+	o.AddUser(oidctest.User{Username: "bob", Password: "bob at Example ID", Email: "bob@idp.example", EmailVerified: true,
 		Name: "Bob at the IdP", Groups: []string{"idp-group"}, AMR: []string{"pwd", "otp"}})
-	o.addUser(&opUser{Username: "mallory", Password: "mallory at Example ID", Email: "mallory@idp.example", EmailVerified: true,
+	o.AddUser(oidctest.User{Username: "mallory", Password: "mallory at Example ID", Email: "mallory@idp.example", EmailVerified: true,
 		Name: "Mallory Contractor", Groups: []string{"contractors", "idp-group"}, AMR: []string{"pwd"}})
-}
-
-func opPassword(o *testOP, user string) string {
-	o.storage.mu.Lock()
-	defer o.storage.mu.Unlock()
-	return o.storage.users[user].Password
 }
 
 // postButton submits the provider's button form of the login page, as
@@ -75,13 +71,13 @@ func (c *client) oidcButton(ret string) *response {
 
 // startFlow clicks the button and checks the 303 to the OP's authorization
 // endpoint; it returns that URL.
-func (c *client) startFlow(o *testOP, ret string) string {
+func (c *client) startFlow(o *oidctest.Server, ret string) string {
 	c.t.Helper()
 	r := c.oidcButton(ret)
 	wantStatus(c.t, r, http.StatusSeeOther)
 	loc := r.Header.Get("Location")
-	if _, err := url.Parse(loc); err != nil || !strings.HasPrefix(loc, o.issuer+"/") {
-		c.t.Fatalf("the button sent the browser to %q, want the OP at %s", loc, o.issuer)
+	if _, err := url.Parse(loc); err != nil || !strings.HasPrefix(loc, o.Issuer+"/") {
+		c.t.Fatalf("the button sent the browser to %q, want the OP at %s", loc, o.Issuer)
 	}
 	return loc
 }
@@ -89,7 +85,7 @@ func (c *client) startFlow(o *testOP, ret string) string {
 // atOP plays the browser at the provider: it follows authURL to the OP's
 // login page, signs in there as user and follows the redirects until one
 // leads back to the site; it returns that URL (the callback).
-func (c *client) atOP(o *testOP, authURL, user, pw string) string {
+func (c *client) atOP(o *oidctest.Server, authURL, user, pw string) string {
 	c.t.Helper()
 	next := authURL
 	for hop := 0; ; hop++ {
@@ -103,7 +99,7 @@ func (c *client) atOP(o *testOP, authURL, user, pw string) string {
 				c.t.Fatalf("no login form at the OP: %s", r.body)
 			}
 			form := url.Values{"id": {string(m[1])}, "username": {user}, "password": {pw}}
-			r = c.do(http.MethodPost, o.issuer+"/login", strings.NewReader(form.Encode()),
+			r = c.do(http.MethodPost, o.Issuer+"/login", strings.NewReader(form.Encode()),
 				"Content-Type", "application/x-www-form-urlencoded", "Accept", "text/html")
 			if r.StatusCode != http.StatusFound {
 				c.t.Fatalf("signing in at the OP as %s: %d %s", user, r.StatusCode, r.body)
@@ -123,14 +119,14 @@ func (c *client) atOP(o *testOP, authURL, user, pw string) string {
 }
 
 // authorizeAt returns the callback URL of a flow started with startFlow.
-func (c *client) authorizeAt(o *testOP, user, ret string) string {
+func (c *client) authorizeAt(o *oidctest.Server, user, ret string) string {
 	c.t.Helper()
-	return c.atOP(o, c.startFlow(o, ret), user, opPassword(o, user))
+	return c.atOP(o, c.startFlow(o, ret), user, o.Password(user))
 }
 
 // oidcSignIn runs the whole browser journey and returns the callback's
 // answer.
-func (c *client) oidcSignIn(o *testOP, user, ret string) *response {
+func (c *client) oidcSignIn(o *oidctest.Server, user, ret string) *response {
 	c.t.Helper()
 	cb := c.authorizeAt(o, user, ret)
 	if !strings.HasPrefix(cb, site+oidcCallbackPath+"?") {
@@ -203,7 +199,7 @@ func TestOIDCSignIn(t *testing.T) {
 	f := start(t)
 	o := startOP(t)
 	oidcUsers(o)
-	f.load(f.caddyfile(oidcBlock(o.issuer), siteRules))
+	f.load(f.caddyfile(oidcBlock(o.Issuer), siteRules))
 
 	t.Run("the login page shows the provider's button next to the password form", func(t *testing.T) {
 		c := newClient(t)
@@ -228,8 +224,8 @@ func TestOIDCSignIn(t *testing.T) {
 		r := c.oidcButton("/reports")
 		wantStatus(t, r, http.StatusSeeOther)
 		u, err := url.Parse(r.Header.Get("Location"))
-		if err != nil || !strings.HasPrefix(u.String(), o.issuer+"/authorize?") {
-			t.Fatalf("Location %q, want %s/authorize?…", r.Header.Get("Location"), o.issuer)
+		if err != nil || !strings.HasPrefix(u.String(), o.Issuer+"/authorize?") {
+			t.Fatalf("Location %q, want %s/authorize?…", r.Header.Get("Location"), o.Issuer)
 		}
 		q := u.Query()
 		for k, want := range map[string]string{"client_id": opClientID, "redirect_uri": opRedirectURI, "response_type": "code", "code_challenge_method": "S256"} {
@@ -272,13 +268,13 @@ func TestOIDCSignIn(t *testing.T) {
 	var alice *client
 	t.Run("alice, who is in the users file, signs in; the app sees her users-file identity", func(t *testing.T) {
 		alice = newClient(t)
-		tokens := o.hitsFor("/oauth/token")
+		tokens := o.Hits("/oauth/token")
 		r := alice.oidcSignIn(o, "alice", "/reports/q1?x=1")
 		wantStatus(t, r, http.StatusSeeOther)
 		if loc := r.Header.Get("Location"); loc != "/reports/q1?x=1" {
 			t.Fatalf("callback Location %q, want the return URL /reports/q1?x=1", loc)
 		}
-		if got := o.hitsFor("/oauth/token") - tokens; got != 1 {
+		if got := o.Hits("/oauth/token") - tokens; got != 1 {
 			t.Errorf("twostep called the OP's token endpoint %d times, want 1", got)
 		}
 		if fc := flowCookie(alice); fc != nil {
@@ -307,10 +303,10 @@ func TestOIDCSignIn(t *testing.T) {
 		q := u.Query()
 		q.Set("state", strings.Repeat("A", len(q.Get("state"))))
 		u.RawQuery = q.Encode()
-		tokens := o.hitsFor("/oauth/token")
+		tokens := o.Hits("/oauth/token")
 		r := c.browse(u.String())
 		wantRefused(t, c, r, http.StatusUnauthorized, "did not belong to this sign-in")
-		if o.hitsFor("/oauth/token") != tokens {
+		if o.Hits("/oauth/token") != tokens {
 			t.Error("twostep exchanged the code of a callback with a wrong state")
 		}
 		// The flow is single use: the genuine answer cannot be used after that.
@@ -346,7 +342,7 @@ func TestOIDCSignIn(t *testing.T) {
 		wantLevel(t, c, "alice", "one_factor")
 
 		// The same browser again: its flow cookie was cleared.
-		tokens := o.hitsFor("/oauth/token")
+		tokens := o.Hits("/oauth/token")
 		again := c.browse(cb)
 		if again.StatusCode/100 != 4 {
 			t.Errorf("the same callback a second time: %d (Location %q), want a refusal", again.StatusCode, again.Header.Get("Location"))
@@ -356,7 +352,7 @@ func TestOIDCSignIn(t *testing.T) {
 		u, _ := url.Parse(site + oidcCallbackPath)
 		thief.http.Jar.SetCookies(u, []*http.Cookie{{Name: oidcFlowCookie, Value: fc.Value, Path: "/.twostep/oidc/"}})
 		wantRefused(t, thief, thief.browse(cb), http.StatusBadRequest, "expired or was already used")
-		if o.hitsFor("/oauth/token") != tokens {
+		if o.Hits("/oauth/token") != tokens {
 			t.Error("a replayed callback reached the OP's token endpoint")
 		}
 
@@ -379,13 +375,13 @@ func TestOIDCSignIn(t *testing.T) {
 		q := u.Query()
 		q.Set("nonce", strings.Repeat("n", 43))
 		u.RawQuery = q.Encode()
-		cb := c.atOP(o, u.String(), "alice", opPassword(o, "alice"))
+		cb := c.atOP(o, u.String(), "alice", o.Password("alice"))
 		wantRefused(t, c, c.browse(cb), http.StatusUnauthorized, "token did not check out")
 	})
 
 	t.Run("an expired ID token is refused", func(t *testing.T) {
-		o.setIDTokenLifetime(-5 * time.Minute)
-		defer o.setIDTokenLifetime(time.Hour)
+		o.SetIDTokenLifetime(opClientID, -5*time.Minute)
+		defer o.SetIDTokenLifetime(opClientID, time.Hour)
 		c := newClient(t)
 		cb := c.authorizeAt(o, "alice", "/reports")
 		wantRefused(t, c, c.browse(cb), http.StatusUnauthorized, "token did not check out")
@@ -421,7 +417,7 @@ func TestOIDCSignIn(t *testing.T) {
 		if r.StatusCode == http.StatusOK {
 			// Signed in through a provider with end_session_endpoint: the page
 			// offers to sign out there too.
-			if !strings.Contains(string(r.body), o.issuer+"/end_session") {
+			if !strings.Contains(string(r.body), o.Issuer+"/end_session") {
 				t.Errorf("the signed-out page does not link to the provider's end_session: %s", pageText(r.body))
 			}
 		}
@@ -444,7 +440,7 @@ func TestOIDCUnknownUsersAllowed(t *testing.T) {
 	f := start(t)
 	o := startOP(t)
 	oidcUsers(o)
-	f.load(f.caddyfile(oidcBlock(o.issuer, "allow_unknown_users"), siteRules))
+	f.load(f.caddyfile(oidcBlock(o.Issuer, "allow_unknown_users"), siteRules))
 
 	t.Run("a user who exists only at the provider signs in with the provider's identity", func(t *testing.T) {
 		c := newClient(t)
@@ -479,7 +475,7 @@ func TestOIDCSecondFactor(t *testing.T) {
 	f := start(t)
 	o := startOP(t)
 	oidcUsers(o)
-	f.load(f.outboxConfig(oidcBlock(o.issuer)))
+	f.load(f.outboxConfig(oidcBlock(o.Issuer)))
 
 	// bob turns two-step on (text messages).
 	c := newClient(t)
@@ -516,10 +512,10 @@ func TestOIDCSecondFactor(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond) // past resend_after
 	})
 
-	f.load(f.outboxConfig(oidcBlock(o.issuer, "trust_idp_mfa", "acr urn:example:mfa")))
+	f.load(f.outboxConfig(oidcBlock(o.Issuer, "trust_idp_mfa", "acr urn:example:mfa")))
 
 	t.Run("with trust_idp_mfa, amr pwd+otp signs bob in at two_factor at once", func(t *testing.T) {
-		o.setMFA("bob", []string{"pwd", "otp"}, "")
+		o.SetAuthContext("bob", []string{"pwd", "otp"}, "")
 		b := newClient(t)
 		r := b.oidcSignIn(o, "bob", "/reports")
 		wantStatus(t, r, http.StatusSeeOther)
@@ -531,7 +527,7 @@ func TestOIDCSecondFactor(t *testing.T) {
 		wantStatus(t, b.get(site+"/secure/x"), http.StatusOK)
 	})
 	t.Run("with trust_idp_mfa, a configured acr counts as multi-factor", func(t *testing.T) {
-		o.setMFA("bob", []string{"pwd"}, "urn:example:mfa")
+		o.SetAuthContext("bob", []string{"pwd"}, "urn:example:mfa")
 		b := newClient(t)
 		r := b.oidcSignIn(o, "bob", "/reports")
 		wantStatus(t, r, http.StatusSeeOther)
@@ -541,7 +537,7 @@ func TestOIDCSecondFactor(t *testing.T) {
 		wantLevel(t, b, "bob", "two_factor")
 	})
 	t.Run("with trust_idp_mfa, amr pwd alone (and another acr) still needs the code", func(t *testing.T) {
-		o.setMFA("bob", []string{"pwd"}, "urn:example:loa1")
+		o.SetAuthContext("bob", []string{"pwd"}, "urn:example:loa1")
 		b := newClient(t)
 		wantChallenge(t, b.oidcSignIn(o, "bob", "/reports"))
 		wantError(t, b.me(), http.StatusUnauthorized, "second_factor_required")

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/twostep-auth/twostep/internal/oidc/oidctest"
 )
 
 const testSecret = "s3cret-client-secret"
@@ -24,30 +26,32 @@ const testSecret = "s3cret-client-secret"
 // fixture is a running OP with clients and users, and a relying party
 // callback server.
 type fixture struct {
-	op          *testOP
+	op          *oidctest.Server
 	redirectURI string
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	o := startOP(t)
+	o := oidctest.NewServer(t, oidctest.Options{})
 	rp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "callback reached")
 	}))
 	t.Cleanup(rp.Close)
 	f := &fixture{op: o, redirectURI: rp.URL + "/callback"}
 
-	for _, c := range []*testClient{
-		{id: "twostep", claimsInIDToken: true},
-		{id: "short", claimsInIDToken: true, idTokenLifetime: time.Minute},
-		{id: "wrong-aud", claimsInIDToken: true, audience: []string{"someone-else"}},
-		{id: "userinfo", claimsInIDToken: false},
+	for _, c := range []oidctest.Client{
+		{ID: "twostep"},
+		{ID: "short", IDTokenLifetime: time.Minute},
+		{ID: "wrong-aud", Audience: []string{"someone-else"}},
+		{ID: "userinfo", ClaimsFromUserinfoOnly: true},
 	} {
-		c.secret = testSecret
-		c.redirectURIs = []string{f.redirectURI}
-		o.addClient(c)
+		c.Secret = testSecret
+		c.RedirectURIs = []string{f.redirectURI}
+		c.PostLogoutRedirectURIs = []string{"http://127.0.0.1/logged-out"}
+		c.AllowedScopes = []string{"groups"}
+		o.AddClient(c)
 	}
-	for _, u := range []*testUser{
+	for _, u := range []oidctest.User{
 		{Username: "Alice", Email: "alice@example.com", EmailVerified: true, Name: "Alice Liddell", Groups: []string{"admins", "staff"}, AMR: []string{"pwd"}},
 		{Username: "bob", Email: "bob@example.com", EmailVerified: false, Name: "Bob", Groups: "staff", AMR: []string{"pwd", "otp"}},
 		{Username: "carol", NoPreferredUsername: true, Email: "Carol@Example.com", EmailVerified: true, AMR: []string{"pwd"}},
@@ -57,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 		{Username: "john smith", Email: "john@example.com", EmailVerified: true},
 	} {
 		u.Password = "pw-" + strings.ReplaceAll(u.Username, " ", "")
-		o.addUser(u)
+		o.AddUser(u)
 	}
 	return f
 }
@@ -69,7 +73,7 @@ func (f *fixture) provider(t *testing.T, clientID string, mutate ...func(*Config
 	t.Helper()
 	cfg := Config{
 		Name:         "example",
-		Issuer:       f.op.issuer,
+		Issuer:       f.op.Issuer,
 		ClientID:     clientID,
 		ClientSecret: testSecret,
 		Scopes:       []string{"openid", "email", "profile", "groups"},
@@ -105,8 +109,7 @@ func (f *fixture) browse(t *testing.T, authURL, username string) url.Values {
 	if id == "" || !strings.Contains(string(body), `name="id"`) {
 		t.Fatalf("no login form: %s", body)
 	}
-	u := f.op.storage.users[username]
-	resp, err = client.PostForm(f.op.issuer+"/login", url.Values{"id": {id}, "username": {username}, "password": {u.Password}})
+	resp, err = client.PostForm(f.op.Issuer+"/login", url.Values{"id": {id}, "username": {username}, "password": {f.op.Password(username)}})
 	if err != nil {
 		t.Fatalf("POST login: %v", err)
 	}
@@ -322,16 +325,14 @@ func (c credentialSwap) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func TestBadSignature(t *testing.T) {
 	f := newFixture(t)
-	f.op.storage.mu.Lock()
-	f.op.storage.wrongJWKS = true // the JWKS no longer holds the key that signs
-	f.op.storage.mu.Unlock()
+	f.op.PublishWrongKey(true) // the JWKS no longer holds the key that signs
 	p := f.provider(t, "twostep")
 	flow, cb := f.signIn(t, p, "Alice")
 	_, err := finish(t, p, flow, cb, time.Time{})
 	if !errors.Is(err, ErrToken) || !strings.Contains(err.Error(), "signature") {
 		t.Fatalf("token not signed by a JWKS key: err = %v, want ErrToken (signature)", err)
 	}
-	if f.op.hitsFor("/keys") == 0 {
+	if f.op.Hits("/keys") == 0 {
 		t.Error("the JWKS was never fetched")
 	}
 }
@@ -490,8 +491,8 @@ func TestClaimsFromUserinfo(t *testing.T) {
 	if id.Username != "alice" || id.Email != "alice@example.com" || id.Name != "Alice Liddell" || !slices.Equal(id.Groups, []string{"admins", "staff"}) {
 		t.Errorf("identity from userinfo = %+v", id)
 	}
-	if f.op.hitsFor("/userinfo") != 1 {
-		t.Errorf("userinfo requests = %d, want 1", f.op.hitsFor("/userinfo"))
+	if f.op.Hits("/userinfo") != 1 {
+		t.Errorf("userinfo requests = %d, want 1", f.op.Hits("/userinfo"))
 	}
 	// With the claims in the ID token there is no userinfo request.
 	p = f.provider(t, "twostep")
@@ -499,8 +500,8 @@ func TestClaimsFromUserinfo(t *testing.T) {
 	if _, err := finish(t, p, flow, cb, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if f.op.hitsFor("/userinfo") != 1 {
-		t.Errorf("userinfo requests = %d, want still 1", f.op.hitsFor("/userinfo"))
+	if f.op.Hits("/userinfo") != 1 {
+		t.Errorf("userinfo requests = %d, want still 1", f.op.Hits("/userinfo"))
 	}
 }
 
@@ -659,7 +660,7 @@ func TestDiscoverConcurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := f.op.hitsFor("/.well-known/openid-configuration"); n != 1 {
+	if n := f.op.Hits("/.well-known/openid-configuration"); n != 1 {
 		t.Fatalf("%d discovery requests for 8 concurrent callers, want 1", n)
 	}
 }
@@ -683,9 +684,9 @@ func TestDiscoverCancelledIsNotRemembered(t *testing.T) {
 }
 
 func TestIssuerMismatch(t *testing.T) {
-	o := startOP(t)
+	o := oidctest.NewServer(t, oidctest.Options{})
 	// The same OP under another name for the loopback host.
-	issuer := strings.Replace(o.issuer, "127.0.0.1", "localhost", 1)
+	issuer := strings.Replace(o.Issuer, "127.0.0.1", "localhost", 1)
 	p, err := New(Config{Name: "example", Issuer: issuer, ClientID: "c"})
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
 	// The OpenID provider first: Caddy discovers it at start.
 	idp := startIdP(t)
-	startCaddy(t, idp.issuer)
+	startCaddy(t, idp.Issuer)
 
 	t.Run("a browser sent to a protected page lands on the login page, signs in, and sees the app with its user name", func(t *testing.T) {
 		ctx := newBrowser(t, chromium)
