@@ -112,6 +112,10 @@ type Config struct {
 	Recovery RecoveryConfig
 }
 
+// maxHashWait bounds how long a sign-in waits for a free password-hash
+// slot before it is answered 503 with Retry-After.
+const maxHashWait = 3 * time.Second
+
 // TouchInterval is how often, at most, a session's LastSeen is written.
 const TouchInterval = time.Minute
 
@@ -441,8 +445,12 @@ func (s *Service) verify(ctx context.Context, hash, password string) (bool, erro
 		return false, ErrBusy
 	}
 	defer s.queued.Add(-1)
+	wait := time.NewTimer(maxHashWait)
+	defer wait.Stop()
 	select {
 	case s.hashSlots <- struct{}{}:
+	case <-wait.C:
+		return false, ErrBusy // queued too long: tell the client to come back
 	case <-ctx.Done():
 		return false, ErrBusy
 	}
