@@ -502,9 +502,10 @@ func (a *App) Start() error {
 				return nil, err
 			}
 			// Other nodes write too: they announce every session change on
-			// Redis pub/sub, and a cached session is trusted for at most
-			// five seconds even if a message is lost.
-			c := cache.New(measured{rs}, 5*time.Second)
+			// Redis pub/sub, and a cached session is trusted for at most a
+			// second, which also bounds how long a session already in memory
+			// keeps working once Redis is unreachable.
+			c := cache.New(measured{rs}, time.Second)
 			ctx, cancel := context.WithCancel(context.Background())
 			c.Listen(ctx, rs)
 			return &pooledStore{Store: c, stop: cancel}, nil
