@@ -53,7 +53,7 @@ const (
 
 // ErrInvalid is wrapped by the errors returned for records or arguments that
 // cannot be stored (empty ID or user, invalid state, oversized key, ...).
-var ErrInvalid = errors.New("bolt: invalid argument")
+var ErrInvalid = store.ErrInvalid
 
 // ErrCorrupt is wrapped by the errors returned when a stored record cannot be
 // decoded. Such a record is never returned as valid.

@@ -248,7 +248,7 @@ func bulkSessions(t testing.TB, db *DB, prefix string, n int, mk func(i int) *st
 		for i := range n {
 			s := mk(i)
 			s.ID = fmt.Sprintf("%s-%06d", prefix, i)
-			if err := validateSession(s); err != nil {
+			if err := store.ValidateSession(s); err != nil {
 				return err
 			}
 			if err := putSessionTx(tx, s.ID, s.User, s.ExpiresAt(), encodeSession(s)); err != nil {

@@ -12,23 +12,6 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-func validateKey(key string) error {
-	if key == "" {
-		return invalid("empty key")
-	}
-	if len(key) > MaxKeyLen {
-		return invalid("key of %d bytes (max %d)", len(key), MaxKeyLen)
-	}
-	return nil
-}
-
-func validateValue(value []byte) error {
-	if len(value) > MaxValueLen {
-		return invalid("value of %d bytes (max %d)", len(value), MaxValueLen)
-	}
-	return nil
-}
-
 // ttlExpiry returns the expiry (unix nanos, 0 = never) of a value stored at
 // now with ttl.
 func ttlExpiry(ttl time.Duration, now time.Time) (int64, error) {
@@ -106,7 +89,7 @@ func (db *DB) Get(ctx context.Context, key string, now time.Time) ([]byte, error
 	if err := db.check(ctx); err != nil {
 		return nil, err
 	}
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return nil, err
 	}
 	var out []byte
@@ -134,10 +117,10 @@ func (db *DB) Put(ctx context.Context, key string, value []byte, ttl time.Durati
 	if err := db.check(ctx); err != nil {
 		return err
 	}
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return err
 	}
-	if err := validateValue(value); err != nil {
+	if err := store.ValidateValue(value); err != nil {
 		return err
 	}
 	exp, err := ttlExpiry(ttl, now)
@@ -156,10 +139,10 @@ func (db *DB) PutIfAbsent(ctx context.Context, key string, value []byte, ttl tim
 	if err := db.check(ctx); err != nil {
 		return nil, false, err
 	}
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return nil, false, err
 	}
-	if err := validateValue(value); err != nil {
+	if err := store.ValidateValue(value); err != nil {
 		return nil, false, err
 	}
 	exp, err := ttlExpiry(ttl, now)
@@ -198,7 +181,7 @@ func (db *DB) Take(ctx context.Context, key string, now time.Time) ([]byte, erro
 	if err := db.check(ctx); err != nil {
 		return nil, err
 	}
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return nil, err
 	}
 	var out []byte
@@ -230,7 +213,7 @@ func (db *DB) Delete(ctx context.Context, key string) error {
 	if err := db.check(ctx); err != nil {
 		return err
 	}
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return err
 	}
 	return db.update(func(tx *bbolt.Tx) error {
@@ -249,7 +232,7 @@ func (db *DB) Incr(ctx context.Context, key string, window time.Duration, now ti
 	if err := db.check(ctx); err != nil {
 		return 0, time.Time{}, err
 	}
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return 0, time.Time{}, err
 	}
 	if window <= 0 {

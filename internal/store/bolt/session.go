@@ -14,32 +14,7 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
-}
-
-// validateSession checks what PutSession requires of a record.
-func validateSession(s *store.Session) error {
-	switch {
-	case s == nil:
-		return invalid("nil session")
-	case s.ID == "":
-		return invalid("session without ID")
-	case len(s.ID) > MaxKeyLen:
-		return invalid("session ID of %d bytes (max %d)", len(s.ID), MaxKeyLen)
-	case s.User == "":
-		return invalid("session %q without user", s.ID)
-	case len(s.User) > MaxKeyLen:
-		return invalid("session user of %d bytes (max %d)", len(s.User), MaxKeyLen)
-	case strings.IndexByte(s.User, 0) >= 0:
-		return invalid("session user contains a NUL byte")
-	case !s.State.Valid():
-		return invalid("session %q with state %s (%d)", s.ID, s.State, uint8(s.State))
-	case s.Expires.IsZero():
-		return invalid("session %q without expiry", s.ID)
-	}
-	return nil
-}
+func invalid(format string, args ...any) error { return store.Invalid(format, args...) }
 
 // sessionExpired reports whether s is no longer valid at now.
 func sessionExpired(s *store.Session, now time.Time) bool {
@@ -53,7 +28,7 @@ func (db *DB) PutSession(ctx context.Context, s *store.Session) error {
 	if err := db.check(ctx); err != nil {
 		return err
 	}
-	if err := validateSession(s); err != nil {
+	if err := store.ValidateSession(s); err != nil {
 		return err
 	}
 	enc := encodeSession(s)

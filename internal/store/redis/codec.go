@@ -137,7 +137,7 @@ func userTag(user string) string {
 }
 
 // encodeSession returns the stored form of s, which must be valid
-// (validateSession) so that User fits its 2-byte length.
+// (store.ValidateSession) so that User fits its 2-byte length.
 func encodeSession(s *store.Session) []byte {
 	var keys []string
 	if len(s.Pending) > 0 {

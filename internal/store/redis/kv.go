@@ -12,23 +12,6 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-func validateKey(key string) error {
-	if key == "" {
-		return invalid("empty key")
-	}
-	if len(key) > MaxKeyLen {
-		return invalid("key of %d bytes (max %d)", len(key), MaxKeyLen)
-	}
-	return nil
-}
-
-func validateValue(value []byte) error {
-	if len(value) > MaxValueLen {
-		return invalid("value of %d bytes (max %d)", len(value), MaxValueLen)
-	}
-	return nil
-}
-
 // ttlExpiry returns the expiry (unix nanos, 0 = never) of a value stored at
 // now with ttl.
 func ttlExpiry(ttl time.Duration, now time.Time) (int64, error) {
@@ -62,7 +45,7 @@ func (s *Store) Get(ctx context.Context, key string, now time.Time) ([]byte, err
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return nil, err
 	}
 	rec, err := s.client.Get(ctx, s.kvKey(key)).Result()
@@ -84,10 +67,10 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	defer s.mu.RUnlock()
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return err
 	}
-	if err := validateValue(value); err != nil {
+	if err := store.ValidateValue(value); err != nil {
 		return err
 	}
 	exp, err := ttlExpiry(ttl, now)
@@ -116,10 +99,10 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 		return nil, false, err
 	}
 	defer s.mu.RUnlock()
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return nil, false, err
 	}
-	if err := validateValue(value); err != nil {
+	if err := store.ValidateValue(value); err != nil {
 		return nil, false, err
 	}
 	exp, err := ttlExpiry(ttl, now)
@@ -161,7 +144,7 @@ func (s *Store) Take(ctx context.Context, key string, now time.Time) ([]byte, er
 		return nil, err
 	}
 	defer s.mu.RUnlock()
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return nil, err
 	}
 	rec, err := s.client.GetDel(ctx, s.kvKey(key)).Result()
@@ -181,7 +164,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return err
 	}
 	if err := s.client.Del(ctx, s.kvKey(key)).Err(); err != nil {
@@ -203,7 +186,7 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration, now 
 		return 0, time.Time{}, err
 	}
 	defer s.mu.RUnlock()
-	if err := validateKey(key); err != nil {
+	if err := store.ValidateKey(key); err != nil {
 		return 0, time.Time{}, err
 	}
 	if window <= 0 {

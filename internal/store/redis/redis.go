@@ -84,7 +84,7 @@ const (
 // ErrInvalid is wrapped by the errors returned for records, arguments or
 // options that cannot be used (empty ID or user, invalid state, oversized
 // key, bad URL, ...).
-var ErrInvalid = errors.New("redis store: invalid argument")
+var ErrInvalid = store.ErrInvalid
 
 // ErrCorrupt is wrapped by the errors returned when a stored record cannot
 // be decoded. Such a record is never returned as valid.
@@ -137,9 +137,7 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
-}
+func invalid(format string, args ...any) error { return store.Invalid(format, args...) }
 
 // New returns a store on the servers opts names. It does no network I/O:
 // connections are made by the first calls (and again after a failure, by

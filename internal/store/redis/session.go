@@ -14,30 +14,6 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-// validateSession checks what PutSession requires of a record (the same as
-// the bolt backend).
-func validateSession(s *store.Session) error {
-	switch {
-	case s == nil:
-		return invalid("nil session")
-	case s.ID == "":
-		return invalid("session without ID")
-	case len(s.ID) > MaxKeyLen:
-		return invalid("session ID of %d bytes (max %d)", len(s.ID), MaxKeyLen)
-	case s.User == "":
-		return invalid("session without user")
-	case len(s.User) > MaxKeyLen:
-		return invalid("session user of %d bytes (max %d)", len(s.User), MaxKeyLen)
-	case strings.IndexByte(s.User, 0) >= 0:
-		return invalid("session user contains a NUL byte")
-	case !s.State.Valid():
-		return invalid("session with state %s (%d)", s.State, uint8(s.State))
-	case s.Expires.IsZero():
-		return invalid("session without expiry")
-	}
-	return nil
-}
-
 func validID(id string) bool { return id != "" && len(id) <= MaxKeyLen }
 
 func validUser(user string) bool {
@@ -70,7 +46,7 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	if err := validateSession(sess); err != nil {
+	if err := store.ValidateSession(sess); err != nil {
 		return err
 	}
 	enc := encodeSession(sess)
