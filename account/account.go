@@ -128,6 +128,9 @@ type Service struct {
 	log   *zap.Logger
 	audit *zap.Logger
 
+	// view is the store's shared, read-only side (the cache), if it has one.
+	view viewer
+
 	sessionKey []byte
 	csrfKey    []byte
 	deviceKey  []byte
@@ -215,7 +218,8 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		inspectSlot: make(chan struct{}, 1),
 		metrics:     noMetrics{},
 	}
-	s.macPool.New = func() any { return hmac.New(sha256.New, s.sessionKey) }
+	s.macPool.New = func() any { return &sessionMAC{h: hmac.New(sha256.New, s.sessionKey)} }
+	s.view, _ = st.(viewer)
 	var err error
 	if s.seal, err = newSealer(cfg.Secret); err != nil {
 		return nil, err
@@ -509,15 +513,36 @@ func (s *Service) newToken() (token, id string, err error) {
 	return token, s.sessionID(b[:]), nil
 }
 
+// sessionMAC is a keyed hash with room for its input and output, reused
+// through a pool so that hashing a cookie allocates nothing.
+type sessionMAC struct {
+	h   hash.Hash
+	raw [32]byte
+	sum [sha256.Size]byte
+}
+
+// id is the keyed hash of raw, hex-encoded.
+func (m *sessionMAC) id(raw []byte) string {
+	m.h.Reset()
+	m.h.Write(raw)
+	return hexString(m.h.Sum(m.sum[:0]))
+}
+
 // sessionID is the keyed hash of the raw token bytes, hex-encoded.
 func (s *Service) sessionID(raw []byte) string {
-	m := s.macPool.Get().(hash.Hash)
-	m.Reset()
-	m.Write(raw)
-	var sum [sha256.Size]byte
-	out := m.Sum(sum[:0])
-	s.macPool.Put(m)
-	return hex.EncodeToString(out)
+	m := s.macPool.Get().(*sessionMAC)
+	defer s.macPool.Put(m)
+	return m.id(raw)
+}
+
+// hexString is hex.EncodeToString with one allocation instead of two.
+func hexString(b []byte) string {
+	var buf [2 * sha256.Size]byte
+	if len(b) > sha256.Size {
+		return hex.EncodeToString(b)
+	}
+	n := hex.Encode(buf[:], b)
+	return string(buf[:n])
 }
 
 // tokenID decodes a cookie token and returns its session id; ok is false for
@@ -526,18 +551,24 @@ func (s *Service) tokenID(token string) (string, bool) {
 	if len(token) != 43 {
 		return "", false
 	}
-	var raw [32]byte
-	n, err := tokenEncoding.Decode(raw[:], []byte(token))
+	var src [43]byte
+	copy(src[:], token)
+	m := s.macPool.Get().(*sessionMAC)
+	defer s.macPool.Put(m)
+	n, err := tokenEncoding.Decode(m.raw[:], src[:])
 	if err != nil || n != 32 {
 		return "", false
 	}
-	return s.sessionID(raw[:]), true
+	return m.id(m.raw[:]), true
 }
 
 // Resolved is a live session with its user as the users file says now.
 type Resolved struct {
 	Session *store.Session
 	User    *users.User
+	// External: the user exists only at the identity provider (no entry in
+	// the users file); User is then this request's own value.
+	External bool
 }
 
 // Subject turns a resolved session (or nil) into what policy decides on.
@@ -568,60 +599,99 @@ func (r *Resolved) Subject() policy.Subject {
 
 // Resolve finds the live session for a cookie token. ErrNoSession when there
 // is none (bad token, expired, user gone or disabled, password changed);
-// *UnavailableError when the store fails.
+// *UnavailableError when the store fails. The session is the caller's own
+// copy.
 func (s *Service) Resolve(ctx context.Context, token string) (*Resolved, error) {
+	res, err := s.resolve(ctx, token, false)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// ResolveShared is Resolve for the request path: it allocates nothing of
+// its own, and res.Session may be shared with the store's cache and other
+// requests, so it must not be modified.
+func (s *Service) ResolveShared(ctx context.Context, token string) (Resolved, error) {
+	return s.resolve(ctx, token, true)
+}
+
+// viewer is what a cache in front of the store offers the request path:
+// answers shared with other callers, never to be modified (cache.Store).
+type viewer interface {
+	ViewSession(ctx context.Context, id string, now time.Time) (*store.Session, error)
+	View(ctx context.Context, prefix, name string, now time.Time, decode func([]byte) (any, error)) (any, error)
+}
+
+func (s *Service) resolve(ctx context.Context, token string, shared bool) (Resolved, error) {
 	id, ok := s.tokenID(token)
 	if !ok {
-		return nil, ErrNoSession
+		return Resolved{}, ErrNoSession
 	}
 	now := s.now()
-	sess, err := s.store.GetSession(ctx, id, now)
+	// mine: sess is this call's own copy (else it is the cache's, shared).
+	var sess *store.Session
+	var err error
+	mine := s.view == nil
+	if mine {
+		sess, err = s.store.GetSession(ctx, id, now)
+	} else {
+		sess, err = s.view.ViewSession(ctx, id, now)
+	}
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNoSession
+		return Resolved{}, ErrNoSession
 	}
 	if err != nil {
-		return nil, &UnavailableError{err}
+		return Resolved{}, &UnavailableError{err}
 	}
 	u, known := s.users.DB().Lookup(sess.User)
+	external := false
 	if !known && strings.HasPrefix(sess.Credential, "oidc:") {
 		// A user who exists only at the identity provider.
 		ext, err := s.externalUser(ctx, sess)
 		if err != nil {
-			return nil, err
+			return Resolved{}, err
 		}
-		u, known = ext, ext != nil
+		u, known, external = ext, ext != nil, true
 	}
 	if !known || u.Disabled || !hmac.Equal([]byte(u.Credential), []byte(sess.Credential)) {
 		// The account changed under the session: end it.
 		if err := s.store.DeleteSession(ctx, id); err != nil {
-			return nil, &UnavailableError{err}
+			return Resolved{}, &UnavailableError{err}
 		}
-		return nil, ErrNoSession
+		return Resolved{}, ErrNoSession
 	}
 	if sess.Device != "" {
 		// A session that a trusted device raised lives only as long as the
 		// device: revocation takes effect on the very next request.
 		ok, err := s.deviceLive(ctx, u, sess.Device)
 		if err != nil {
-			return nil, err
+			return Resolved{}, err
 		}
 		if !ok {
+			sess, mine = sess.Clone(), true
 			sess.State, sess.Device, sess.SecondFactorAt = store.StateSecondFactor, "", time.Time{}
 			if err := s.store.PutSession(ctx, sess); err != nil {
-				return nil, &UnavailableError{err}
+				return Resolved{}, &UnavailableError{err}
 			}
 		}
 	}
 	if now.Sub(sess.LastSeen) >= TouchInterval {
 		if err := s.store.TouchSession(ctx, id, now); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				return nil, ErrNoSession
+				return Resolved{}, ErrNoSession
 			}
-			return nil, &UnavailableError{err}
+			return Resolved{}, &UnavailableError{err}
+		}
+		if !mine {
+			sess, mine = sess.Clone(), true
 		}
 		sess.LastSeen = now
 	}
-	return &Resolved{Session: sess, User: u}, nil
+	if !shared && !mine {
+		sess = sess.Clone()
+	}
+	return Resolved{Session: sess, User: u, External: external}, nil
 }
 
 // SignOut ends the session of token (a missing one is not an error).

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
+	"github.com/twostep-auth/twostep/internal/store/cache"
 	"github.com/twostep-auth/twostep/internal/users"
 	"github.com/twostep-auth/twostep/policy"
 )
@@ -37,7 +40,7 @@ var (
 	bobHash   string
 )
 
-func usersYAML(t *testing.T, aliceHashValue string, aliceDisabled bool) *users.DB {
+func usersYAML(t testing.TB, aliceHashValue string, aliceDisabled bool) *users.DB {
 	t.Helper()
 	hashOnce.Do(func() {
 		// The lowest bcrypt cost keeps the many sign-ins of these tests fast;
@@ -78,17 +81,21 @@ type env struct {
 	clock *clock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return newEnvWith(t, st)
+	if bareStore() {
+		return newEnvWith(t, st)
+	}
+	// As in production: the cache in front of the store.
+	return newEnvWith(t, cache.New(st, 5*time.Minute, CachedPrefixes...))
 }
 
-func newEnvWith(t *testing.T, st store.Store) *env {
+func newEnvWith(t testing.TB, st store.Store) *env {
 	t.Helper()
 	dir := &staticDir{}
 	dir.db.Store(usersYAML(t, "", false))
@@ -400,3 +407,23 @@ func FuzzTokenID(f *testing.F) {
 		}
 	})
 }
+
+// TestWithoutCache runs the package's tests again on the bare store (the
+// account service also works without a cache in front of it).
+func TestWithoutCache(t *testing.T) {
+	if bareStore() {
+		t.Skip("this is the run without the cache")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.run=^Test")
+	cmd.Env = append(os.Environ(), "TWOSTEP_ACCOUNT_NO_CACHE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tests on the bare store: %v\n%s", err, out)
+	}
+}
+
+// bareStore: this is the run without the cache (TestWithoutCache).
+func bareStore() bool { return os.Getenv("TWOSTEP_ACCOUNT_NO_CACHE") != "" }

@@ -40,9 +40,21 @@ type Device struct {
 	Credential string `json:"credential"`
 }
 
-func deviceKey(secretHash string) string { return "device:" + secretHash }
+// Key prefixes of the device records. CachedPrefixes lists those read on
+// the request path.
+const (
+	devicePrefix = "device:"
+	epochPrefix  = "epoch:"
+)
+
+// CachedPrefixes are the key prefixes whose records the request path reads
+// (a device-raised session checks its device and the user's epoch): a
+// cache in front of the store should keep them (cache.New).
+var CachedPrefixes = []string{devicePrefix, epochPrefix}
+
+func deviceKey(secretHash string) string { return devicePrefix + secretHash }
 func deviceListKey(user string) string   { return "devices:" + user }
-func epochKey(user string) string        { return "epoch:" + user }
+func epochKey(user string) string        { return epochPrefix + user }
 
 // deviceHash is the keyed hash of a device cookie's secret (hex); the
 // secret itself is never stored.
@@ -52,19 +64,33 @@ func (s *Service) deviceHash(raw []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// epoch returns the user's device epoch as the store has it now.
 func (s *Service) epoch(ctx context.Context, user string) (uint64, error) {
 	b, err := s.store.Get(ctx, epochKey(user), s.now())
+	var v any
+	if err == nil {
+		v, err = decodeEpoch(b)
+	}
+	return epochValue(v, err)
+}
+
+// cachedEpoch is epoch for the request path: from the store's cache when
+// it has one (changes made through it drop the entry at once).
+func (s *Service) cachedEpoch(ctx context.Context, user string) (uint64, error) {
+	return epochValue(s.viewRecord(ctx, epochPrefix, user, decodeEpoch))
+}
+
+func epochValue(v any, err error) (uint64, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, nil
+	}
+	if errors.Is(err, errUnreadable) {
+		return 0, &UnavailableError{errors.New("unreadable device epoch")}
 	}
 	if err != nil {
 		return 0, &UnavailableError{err}
 	}
-	n, err := strconv.ParseUint(string(b), 10, 64)
-	if err != nil {
-		return 0, &UnavailableError{errors.New("unreadable device epoch")}
-	}
-	return n, nil
+	return v.(uint64), nil
 }
 
 // revokeDevices ends every trusted device of user (by bumping the epoch)
@@ -378,25 +404,58 @@ func DeviceLabel(ua string) string {
 	return browser + " on " + osName
 }
 
-// deviceLive reports whether the device record h still vouches for u.
+// deviceLive reports whether the trusted device h still stands for u's
+// second factor. It runs on every request of a session that the device
+// raised, so it reads through the store's cache when there is one.
 func (s *Service) deviceLive(ctx context.Context, u *users.User, h string) (bool, error) {
-	b, err := s.store.Get(ctx, deviceKey(h), s.now())
-	if errors.Is(err, store.ErrNotFound) {
+	v, err := s.viewRecord(ctx, devicePrefix, h, decodeDevice)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errUnreadable) {
 		return false, nil
 	}
 	if err != nil {
 		return false, &UnavailableError{err}
 	}
-	var d Device
-	if json.Unmarshal(b, &d) != nil {
-		return false, nil
-	}
-	ep, err := s.epoch(ctx, d.User)
+	d := v.(*Device)
+	ep, err := s.cachedEpoch(ctx, d.User)
 	if err != nil {
 		return false, err
 	}
 	return d.User == users.Canonical(u.Name) && s.now().Before(d.Expires) && d.Epoch == ep &&
 		hmac.Equal([]byte(d.Credential), []byte(u.Credential)), nil
+}
+
+// errUnreadable marks a record that does not decode.
+var errUnreadable = errors.New("unreadable record")
+
+// decodeDevice decodes a device record for viewRecord.
+func decodeDevice(b []byte) (any, error) {
+	d := new(Device)
+	if json.Unmarshal(b, d) != nil {
+		return nil, errUnreadable
+	}
+	return d, nil
+}
+
+// decodeEpoch decodes a device epoch for viewRecord.
+func decodeEpoch(b []byte) (any, error) {
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return nil, errUnreadable
+	}
+	return n, nil
+}
+
+// viewRecord reads and decodes prefix+name, from the store's cache when it
+// has one; the value may be shared and must not be modified.
+func (s *Service) viewRecord(ctx context.Context, prefix, name string, decode func([]byte) (any, error)) (any, error) {
+	if s.view != nil {
+		return s.view.View(ctx, prefix, name, s.now(), decode)
+	}
+	b, err := s.store.Get(ctx, prefix+name, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return decode(b)
 }
 
 // ResetTwoStep is the operator's reset (`caddy twostep reset-2sv`): two-step

@@ -15,7 +15,7 @@ import (
 
 // trustedBob enrols bob's phone, signs in with a code ticking "trust this
 // browser", and returns the device cookie and the client carrying it.
-func trustedBob(t *testing.T, e *tsEnv) (string, Client) {
+func trustedBob(t testing.TB, e *tsEnv) (string, Client) {
 	t.Helper()
 	ctx := context.Background()
 	e.enrolPhone(t)

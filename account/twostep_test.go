@@ -31,7 +31,7 @@ func (r *recorder) Send(_ context.Context, m notify.Message) error {
 	r.mu.Unlock()
 	return nil
 }
-func (r *recorder) last(t *testing.T) notify.Message {
+func (r *recorder) last(t testing.TB) notify.Message {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -46,7 +46,7 @@ type tsEnv struct {
 	sms, voice, mail *recorder
 }
 
-func newTSEnv(t *testing.T) *tsEnv {
+func newTSEnv(t testing.TB) *tsEnv {
 	t.Helper()
 	e := newEnv(t)
 	te := &tsEnv{env: e, sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
@@ -55,7 +55,7 @@ func newTSEnv(t *testing.T) *tsEnv {
 	return te
 }
 
-func (e *tsEnv) signIn(t *testing.T, user, pw string) *Resolved {
+func (e *tsEnv) signIn(t testing.TB, user, pw string) *Resolved {
 	t.Helper()
 	res, err := e.svc.SignIn(context.Background(), user, pw, ip1)
 	if err != nil {
@@ -69,7 +69,7 @@ func (e *tsEnv) signIn(t *testing.T, user, pw string) *Resolved {
 }
 
 // enrolPhone gives bob a confirmed phone (two-step on) and returns the backup codes.
-func (e *tsEnv) enrolPhone(t *testing.T) []string {
+func (e *tsEnv) enrolPhone(t testing.TB) []string {
 	t.Helper()
 	ctx := context.Background()
 	res := e.signIn(t, "bob", "bob-password")

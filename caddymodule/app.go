@@ -104,7 +104,9 @@ type App struct {
 type appRun struct {
 	mu      sync.Mutex
 	service atomic.Pointer[account.Service]
-	cancel  context.CancelFunc
+	// idents memoises what allowed requests carry per user.
+	idents identities
+	cancel context.CancelFunc
 }
 
 // OIDCConfig is one `oidc <name> { … }` block.
@@ -375,6 +377,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("twostep: users_file: %w", err)
 		}
 		a.users = f
+		run := a.run
+		f.OnChange(func(_, _ *users.DB) { run.idents.reset() })
 	}
 	return nil
 }
@@ -472,7 +476,7 @@ func (a *App) Validate() error {
 // file, so that a reload (which provisions the new app before the old one
 // stops) never opens the file twice.
 type pooledStore struct {
-	store.Store
+	*cache.Store
 	stop context.CancelFunc
 }
 
@@ -501,11 +505,11 @@ func (a *App) Start() error {
 			if err != nil {
 				return nil, err
 			}
-			// Other nodes write too: they announce every session change on
-			// Redis pub/sub, and a cached session is trusted for at most a
+			// Other nodes write too: they announce every session change (and
+			// every device and epoch write) on Redis pub/sub, and a cached session is trusted for at most a
 			// second, which also bounds how long a session already in memory
 			// keeps working once Redis is unreachable.
-			c := cache.New(measured{rs}, time.Second)
+			c := cache.New(measured{rs}, time.Second, account.CachedPrefixes...)
 			ctx, cancel := context.WithCancel(context.Background())
 			c.Listen(ctx, rs)
 			return &pooledStore{Store: c, stop: cancel}, nil
@@ -521,7 +525,7 @@ func (a *App) Start() error {
 		})
 		// This process is the file's only writer: every change goes
 		// through the cache, which may keep sessions for long.
-		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute), stop: cancel}, nil
+		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)

@@ -255,9 +255,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.unavailable(w, r, err)
 		return nil
 	}
-	switch decide(rule, alt, res, svc.Now()) {
+	switch decide(rule, alt, &res, svc.Now()) {
 	case policy.Allow:
-		h.allow(w, r, res)
+		h.allow(r, &res)
 		return next.ServeHTTP(w, r)
 	case policy.Forbid:
 		h.deny(w, r)
@@ -309,36 +309,34 @@ func decide(rule, alt *policy.Rule, res *account.Resolved, now time.Time) policy
 	return o
 }
 
-// resolve returns the caller's session (nil for a stranger); an error only
-// when the store failed.
-func (h *Handler) resolve(r *http.Request, svc *account.Service, secure bool) (*account.Resolved, error) {
+// resolve returns the caller's session (the zero Resolved for a stranger);
+// an error only when the store failed. The session is shared with the
+// store's cache: read it, never modify it.
+func (h *Handler) resolve(r *http.Request, svc *account.Service, secure bool) (account.Resolved, error) {
 	tok := h.portal.SessionToken(r, secure)
 	if tok == "" {
-		return nil, nil
+		return account.Resolved{}, nil
 	}
-	res, err := svc.Resolve(r.Context(), tok)
+	res, err := svc.ResolveShared(r.Context(), tok)
 	if errors.Is(err, account.ErrNoSession) {
-		return nil, nil
+		return account.Resolved{}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return res, nil
+	return res, err
 }
 
 // allow sets the identity headers and placeholders from the session.
-func (h *Handler) allow(w http.ResponseWriter, r *http.Request, res *account.Resolved) {
-	if res == nil {
-		return
-	}
+func (h *Handler) allow(r *http.Request, res *account.Resolved) {
 	u := res.User
-	groups := strings.Join(u.Groups, ",")
-	h.set.apply(r.Header, u.Name, groups, u.Email, u.DisplayName)
+	if u == nil {
+		return // a stranger on a route that lets strangers through
+	}
+	id := h.app.run.idents.get(u, res.External)
+	h.set.apply(r.Header, u.Name, id.groups, u.Email, u.DisplayName)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", u.Name)
-		repl.Set("http.auth.user.groups", groups)
-		repl.Set("http.auth.user.email", u.Email)
-		repl.Set("http.auth.user.name", u.DisplayName)
+		repl.Set("http.auth.user.id", id.vID)
+		repl.Set("http.auth.user.groups", id.vGroups)
+		repl.Set("http.auth.user.email", id.vEmail)
+		repl.Set("http.auth.user.name", id.vName)
 	}
 }
 

@@ -22,7 +22,11 @@ var identityAliases = []string{
 
 // headerSet knows which identity headers to strip and which to set.
 type headerSet struct {
-	stripSet                  map[string]struct{}
+	stripSet map[string]struct{}
+	// minLen, maxLen and first (lower-case first bytes) let isIdentity pass
+	// over most header names without hashing them.
+	minLen, maxLen            int
+	first                     [256]bool
 	user, groups, email, name bool
 }
 
@@ -33,8 +37,11 @@ var knownHeaders = map[string]string{
 
 func newHeaderSet(names []string) (headerSet, error) {
 	hs := headerSet{stripSet: make(map[string]struct{}, len(identityAliases))}
+	hs.minLen = len(identityAliases[0])
 	for _, a := range identityAliases {
 		hs.stripSet[a] = struct{}{}
+		hs.minLen, hs.maxLen = min(hs.minLen, len(a)), max(hs.maxLen, len(a))
+		hs.first[a[0]] = true
 	}
 	if len(names) == 0 {
 		names = []string{"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name"}
@@ -63,25 +70,33 @@ func normalise(name string) string {
 }
 
 // isIdentity reports whether a header name normalises to an identity
-// header, without allocating for names up to 64 bytes.
+// header (ASCII lower case, `_` read as `-`: header names are tokens, and
+// Go's server refuses any other byte), without allocating. Most names are
+// passed over by their length and first byte without hashing.
 func (hs *headerSet) isIdentity(name string) bool {
-	if len(name) > 64 {
-		_, ok := hs.stripSet[normalise(name)]
-		return ok
+	if len(name) < hs.minLen || len(name) > hs.maxLen || !hs.first[lowerASCII(name[0])] {
+		return false
 	}
-	var buf [64]byte
+	var buf [maxAliasLen]byte
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'A' && c <= 'Z':
-			c += 'a' - 'A'
-		case c == '_':
+		c := lowerASCII(name[i])
+		if c == '_' {
 			c = '-'
 		}
 		buf[i] = c
 	}
 	_, ok := hs.stripSet[string(buf[:len(name)])]
 	return ok
+}
+
+// maxAliasLen bounds the length of identityAliases (TestAliasLengths).
+const maxAliasLen = 64
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // strip removes every identity header variant, and drops identity names
@@ -116,19 +131,39 @@ func (hs *headerSet) strip(h http.Header) {
 	}
 }
 
-// apply sets the configured identity headers (exactly one value each).
+// apply sets the configured identity headers (exactly one value each). The
+// values share one allocation; each slice's capacity is its length, so
+// that appending to one header cannot write into another.
 func (hs *headerSet) apply(h http.Header, user, groups, email, name string) {
+	var vals [4]string
+	n := 0
+	for _, f := range [4]struct {
+		on bool
+		v  string
+	}{{hs.user, user}, {hs.groups, groups}, {hs.email, email}, {hs.name, name}} {
+		if f.on {
+			vals[n] = f.v
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	backing := make([]string, n)
+	copy(backing, vals[:n])
+	i := 0
+	next := func() []string { i++; return backing[i-1 : i : i] }
 	if hs.user {
-		h["Remote-User"] = []string{user}
+		h["Remote-User"] = next()
 	}
 	if hs.groups {
-		h["Remote-Groups"] = []string{groups}
+		h["Remote-Groups"] = next()
 	}
 	if hs.email {
-		h["Remote-Email"] = []string{email}
+		h["Remote-Email"] = next()
 	}
 	if hs.name {
-		h["Remote-Name"] = []string{name}
+		h["Remote-Name"] = next()
 	}
 }
 

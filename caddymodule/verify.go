@@ -101,10 +101,11 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ret := o.scheme + "://" + o.host + o.uri
-	switch decide(rule, alt, res, svc.Now()) {
+	switch decide(rule, alt, &res, svc.Now()) {
 	case policy.Allow:
-		u := res.User
-		h.set.apply(w.Header(), u.Name, strings.Join(u.Groups, ","), u.Email, u.DisplayName)
+		if u := res.User; u != nil {
+			h.set.apply(w.Header(), u.Name, h.app.run.idents.get(u, res.External).groups, u.Email, u.DisplayName)
+		}
 		w.WriteHeader(http.StatusOK)
 	case policy.SignIn:
 		h.sidecarSignIn(w, r, "unauthenticated", "login", ret)

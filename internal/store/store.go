@@ -96,6 +96,19 @@ type Session struct {
 	UserAgent string `json:"user_agent,omitempty"`
 }
 
+// Clone copies a session deeply enough that neither copy can change the
+// other (Pending is the only reference field).
+func (s *Session) Clone() *Session {
+	c := *s
+	if s.Pending != nil {
+		c.Pending = make(map[string]string, len(s.Pending))
+		for k, v := range s.Pending {
+			c.Pending[k] = v
+		}
+	}
+	return &c
+}
+
 // ExpiresAt returns when the record stops being valid: the earlier of the
 // absolute expiry and LastSeen + Idle.
 func (s *Session) ExpiresAt() time.Time {

@@ -1,11 +1,12 @@
-// Package cache keeps recently read sessions in memory in front of any
-// store, so that a signed-in request usually costs no store round trip.
+// Package cache keeps recently read sessions, and decoded records under
+// chosen key prefixes, in memory in front of any store, so that a signed-in
+// request usually costs no store round trip.
 //
-// Every session write and delete made through the cache updates or drops
-// its entry at once, so on one node a revocation takes effect on the very
-// next request. Writes made by other nodes (a shared Redis) are seen when
-// an entry's time to live runs out: that bound is the staleness the caller
-// accepts (one second for Redis; the embedded store has no other writer).
+// Every write and delete made through the cache updates or drops the
+// entries it touches at once, so on one node a revocation takes effect on
+// the very next request. Writes made by other nodes (a shared Redis) arrive
+// over a Bus; an entry's time to live bounds what a lost message costs (one
+// second for Redis; the embedded store has no other writer).
 package cache
 
 import (
@@ -17,17 +18,20 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-// MaxEntries bounds the cache; beyond it the cache is cleared and refills.
+// MaxEntries bounds each of the cache's tables; beyond it the table is
+// cleared and refills.
 const MaxEntries = 100_000
 
 // Store is a store.Store with an in-memory session cache.
 type Store struct {
 	store.Store
-	ttl time.Duration
+	ttl      time.Duration
+	prefixes []string
 
 	mu     sync.RWMutex
 	byID   map[string]entry
 	byUser map[string]map[string]struct{}
+	views  map[viewKey]view
 	// gen counts invalidations: a read that raced with one (it began
 	// before and ends after) must not put what it read into the cache.
 	gen uint64
@@ -54,6 +58,10 @@ func (c *Store) Listen(ctx context.Context, bus Bus) {
 			c.dropLocal(msg[2:])
 		case strings.HasPrefix(msg, "u:"):
 			c.forgetUserLocal(msg[2:])
+		case strings.HasPrefix(msg, "k:"):
+			if k, ok := c.viewKey(msg[2:]); ok {
+				c.dropViewLocal(k)
+			}
 		}
 	})
 }
@@ -71,27 +79,53 @@ func (c *Store) announce(msg string) {
 	}
 }
 
+// entry holds a session that nobody modifies after it is cached.
 type entry struct {
-	s     store.Session
+	s     *store.Session
 	until time.Time // the entry's own time to live
+}
+
+// viewKey is a record's key split at its prefix, so that a lookup needs no
+// concatenation.
+type viewKey struct{ prefix, name string }
+
+type view struct {
+	v     any
+	until time.Time
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New wraps st; ttl bounds how long an entry is trusted without asking st.
-func New(st store.Store, ttl time.Duration) *Store {
-	return &Store{Store: st, ttl: ttl, byID: map[string]entry{}, byUser: map[string]map[string]struct{}{}}
+// View caches the decoded records whose keys start with one of prefixes.
+func New(st store.Store, ttl time.Duration, prefixes ...string) *Store {
+	return &Store{
+		Store: st, ttl: ttl, prefixes: prefixes,
+		byID: map[string]entry{}, byUser: map[string]map[string]struct{}{}, views: map[viewKey]view{},
+	}
 }
 
 // GetSession answers from memory while the entry is fresh and the session
-// unexpired, else from the store (and remembers the answer).
+// unexpired, else from the store (and remembers the answer). The session
+// returned is the caller's own copy.
 func (c *Store) GetSession(ctx context.Context, id string, now time.Time) (*store.Session, error) {
+	s, err := c.ViewSession(ctx, id, now)
+	if err != nil {
+		return nil, err
+	}
+	return s.Clone(), nil
+}
+
+// ViewSession is GetSession without the copy: the session returned is
+// shared with the cache and other callers, and must not be modified (Clone
+// it first).
+func (c *Store) ViewSession(ctx context.Context, id string, now time.Time) (*store.Session, error) {
 	c.mu.RLock()
 	e, ok := c.byID[id]
 	gen := c.gen
 	c.mu.RUnlock()
 	if ok && now.Before(e.until) && now.Before(e.s.ExpiresAt()) {
-		return clone(&e.s), nil
+		return e.s, nil
 	}
 	s, err := c.Store.GetSession(ctx, id, now)
 	if err != nil {
@@ -104,6 +138,7 @@ func (c *Store) GetSession(ctx context.Context, id string, now time.Time) (*stor
 	return s, nil
 }
 
+// put caches s, which from now on nobody modifies.
 func (c *Store) put(s *store.Session, now time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -117,7 +152,7 @@ func (c *Store) put(s *store.Session, now time.Time, gen uint64) {
 	if old, ok := c.byID[s.ID]; ok && old.s.User != s.User {
 		delete(c.byUser[old.s.User], s.ID)
 	}
-	c.byID[s.ID] = entry{s: *clone(s), until: now.Add(c.ttl)}
+	c.byID[s.ID] = entry{s: s, until: now.Add(c.ttl)}
 	set := c.byUser[s.User]
 	if set == nil {
 		set = map[string]struct{}{}
@@ -126,17 +161,122 @@ func (c *Store) put(s *store.Session, now time.Time, gen uint64) {
 	set[s.ID] = struct{}{}
 }
 
-// clone copies a session deeply enough that neither side can change the
-// other (Pending is the only reference field).
-func clone(s *store.Session) *store.Session {
-	c := *s
-	if s.Pending != nil {
-		c.Pending = make(map[string]string, len(s.Pending))
-		for k, v := range s.Pending {
-			c.Pending[k] = v
+// View returns decode(value under prefix+name), answering from memory
+// while the entry is fresh when prefix is one of the cache's prefixes. The
+// value returned is shared: decode must return something nobody modifies
+// (a pointer to a fresh value). store.ErrNotFound (and decode's errors)
+// are not cached.
+func (c *Store) View(ctx context.Context, prefix, name string, now time.Time, decode func([]byte) (any, error)) (any, error) {
+	k := viewKey{prefix, name}
+	cached := c.cached(prefix)
+	var gen uint64
+	if cached {
+		c.mu.RLock()
+		e, ok := c.views[k]
+		gen = c.gen
+		c.mu.RUnlock()
+		if ok && now.Before(e.until) {
+			return e.v, nil
 		}
 	}
-	return &c
+	b, err := c.Store.Get(ctx, prefix+name, now)
+	if err != nil {
+		return nil, err
+	}
+	v, err := decode(b)
+	if err != nil || !cached {
+		return v, err
+	}
+	c.mu.Lock()
+	if c.gen == gen {
+		if len(c.views) >= MaxEntries {
+			c.views = map[viewKey]view{}
+		}
+		c.views[k] = view{v: v, until: now.Add(c.ttl)}
+	}
+	c.mu.Unlock()
+	return v, nil
+}
+
+func (c *Store) cached(prefix string) bool {
+	for _, p := range c.prefixes {
+		if p == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// viewKey splits key at the cache's prefix it starts with, if any.
+func (c *Store) viewKey(key string) (viewKey, bool) {
+	for _, p := range c.prefixes {
+		if strings.HasPrefix(key, p) {
+			return viewKey{p, key[len(p):]}, true
+		}
+	}
+	return viewKey{}, false
+}
+
+// writeKey runs a write to key, dropping the key's view before it (no
+// request in between is served the old value) and after it (so that a
+// read racing the write cannot keep it), and telling the other nodes.
+func (c *Store) writeKey(key string, write func() error) error {
+	k, ok := c.viewKey(key)
+	if !ok {
+		return write()
+	}
+	c.dropViewLocal(k)
+	err := write()
+	c.dropViewLocal(k)
+	c.announce("k:" + key)
+	return err
+}
+
+func (c *Store) dropViewLocal(k viewKey) {
+	c.mu.Lock()
+	c.gen++
+	delete(c.views, k)
+	c.mu.Unlock()
+}
+
+// Put writes through and forgets the key's view.
+func (c *Store) Put(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	return c.writeKey(key, func() error { return c.Store.Put(ctx, key, value, ttl, now) })
+}
+
+// PutIfAbsent writes through and forgets the key's view.
+func (c *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) (stored []byte, created bool, err error) {
+	err = c.writeKey(key, func() error {
+		var err error
+		stored, created, err = c.Store.PutIfAbsent(ctx, key, value, ttl, now)
+		return err
+	})
+	return stored, created, err
+}
+
+// Take takes from the store and forgets the key's view.
+func (c *Store) Take(ctx context.Context, key string, now time.Time) (value []byte, err error) {
+	err = c.writeKey(key, func() error {
+		var err error
+		value, err = c.Store.Take(ctx, key, now)
+		return err
+	})
+	return value, err
+}
+
+// Delete deletes in the store and forgets the key's view.
+func (c *Store) Delete(ctx context.Context, key string) error {
+	return c.writeKey(key, func() error { return c.Store.Delete(ctx, key) })
+}
+
+// Incr counts in the store and forgets the key's view.
+func (c *Store) Incr(ctx context.Context, key string, window time.Duration, now time.Time) (count int64, resetAt time.Time, err error) {
+	err = c.writeKey(key, func() error {
+		var err error
+		count, resetAt, err = c.Store.Incr(ctx, key, window, now)
+		return err
+	})
+	return count, resetAt, err
 }
 
 func (c *Store) drop(id string) {
@@ -211,18 +351,20 @@ func (c *Store) Close() error {
 	c.gen++
 	c.byID = map[string]entry{}
 	c.byUser = map[string]map[string]struct{}{}
+	c.views = map[viewKey]view{}
 	c.mu.Unlock()
 	return c.Store.Close()
 }
 
 // Sweep sweeps the store and forgets every entry (the store may have
-// removed sessions the cache still holds).
+// removed records the cache still holds).
 func (c *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	n, err := c.Store.Sweep(ctx, now)
 	c.mu.Lock()
 	c.gen++
 	c.byID = map[string]entry{}
 	c.byUser = map[string]map[string]struct{}{}
+	c.views = map[viewKey]view{}
 	c.mu.Unlock()
 	return n, err
 }

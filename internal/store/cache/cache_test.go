@@ -27,7 +27,7 @@ func openBolt(t testing.TB) *bolt.DB {
 // The cache must not change what the store means: the whole conformance
 // suite passes through it.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return New(openBolt(t), time.Minute) })
+	storetest.Run(t, func(t *testing.T) store.Store { return New(openBolt(t), time.Minute, "k", "device:") })
 }
 
 // counting counts the store's GetSession calls.
@@ -39,6 +39,11 @@ type counting struct {
 func (c *counting) GetSession(ctx context.Context, id string, now time.Time) (*store.Session, error) {
 	c.gets.Add(1)
 	return c.Store.GetSession(ctx, id, now)
+}
+
+func (c *counting) Get(ctx context.Context, key string, now time.Time) ([]byte, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, key, now)
 }
 
 func session(id, user string, now time.Time) *store.Session {
@@ -180,5 +185,235 @@ func TestInvalidationAcrossNodes(t *testing.T) {
 	}
 	if _, err := b.GetSession(ctx, "s2", now); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("node b still serves a session of a user signed out everywhere on node a: %v", err)
+	}
+}
+
+// decodeString is a View decoder: a fresh *string per decoding.
+func decodeString(b []byte) (any, error) {
+	if string(b) == "unreadable" {
+		return nil, errors.New("unreadable")
+	}
+	v := string(b)
+	return &v, nil
+}
+
+func viewString(t *testing.T, c *Store, prefix, name string, now time.Time) (string, error) {
+	t.Helper()
+	v, err := c.View(context.Background(), prefix, name, now, decodeString)
+	if err != nil {
+		return "", err
+	}
+	return *v.(*string), nil
+}
+
+// View answers from memory for its prefixes, and every kind of write
+// through the cache drops the entry at once.
+func TestView(t *testing.T) {
+	ctx := context.Background()
+	inner := &counting{Store: openBolt(t)}
+	c := New(inner, time.Minute, "device:", "epoch:")
+	now := time.Now()
+	put := func(key, v string) {
+		t.Helper()
+		if err := c.Put(ctx, key, []byte(v), 0, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(prefix, name, v string) {
+		t.Helper()
+		got, err := viewString(t, c, prefix, name, now)
+		if err != nil || got != v {
+			t.Fatalf("View(%s%s) = %q, %v; want %q", prefix, name, got, err, v)
+		}
+	}
+	put("device:d1", "one")
+	want("device:", "d1", "one")
+	before := inner.gets.Load()
+	for i := 0; i < 5; i++ {
+		want("device:", "d1", "one")
+	}
+	if n := inner.gets.Load() - before; n != 0 {
+		t.Fatalf("%d store reads for a cached view", n)
+	}
+	v1, _ := c.View(ctx, "device:", "d1", now, decodeString)
+	v2, _ := c.View(ctx, "device:", "d1", now, decodeString)
+	if v1 != v2 {
+		t.Fatal("a cached view is decoded again")
+	}
+
+	writes := []struct {
+		name  string
+		write func(key string) error
+		after string // what View answers afterwards ("" = not found)
+	}{
+		{"Put", func(k string) error { return c.Put(ctx, k, []byte("two"), 0, now) }, "two"},
+		{"Delete", func(k string) error { return c.Delete(ctx, k) }, ""},
+		{"PutIfAbsent", func(k string) error { _, _, err := c.PutIfAbsent(ctx, k, []byte("three"), 0, now); return err }, "three"},
+		{"Take", func(k string) error { _, err := c.Take(ctx, k, now); return err }, ""},
+	}
+	for _, w := range writes {
+		if w.name != "PutIfAbsent" {
+			put("device:d1", "cached")
+		}
+		_, _ = viewString(t, c, "device:", "d1", now) // cache whatever is there
+		if err := w.write("device:d1"); err != nil {
+			t.Fatalf("%s: %v", w.name, err)
+		}
+		got, err := viewString(t, c, "device:", "d1", now)
+		switch {
+		case w.after == "" && !errors.Is(err, store.ErrNotFound):
+			t.Errorf("after %s: %q, %v; want not found", w.name, got, err)
+		case w.after != "" && got != w.after:
+			t.Errorf("after %s: %q, %v; want %q", w.name, got, err, w.after)
+		}
+	}
+	// A counter: the second count is seen, not the cached first.
+	_ = c.Delete(ctx, "device:n")
+	if _, _, err := c.Incr(ctx, "device:n", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := viewString(t, c, "device:", "n", now)
+	if _, _, err := c.Incr(ctx, "device:n", time.Hour, now); err != nil {
+		t.Fatal(err)
+	}
+	if second, _ := viewString(t, c, "device:", "n", now); second == first {
+		t.Error("after Incr the cached count is still served")
+	}
+
+	// Not found and undecodable values are not cached.
+	if _, err := viewString(t, c, "epoch:", "nobody", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if err := inner.Put(ctx, "epoch:nobody", []byte("7"), 0, now); err != nil { // behind the cache's back
+		t.Fatal(err)
+	}
+	want("epoch:", "nobody", "7")
+	put("epoch:bad", "unreadable")
+	if _, err := viewString(t, c, "epoch:", "bad", now); err == nil {
+		t.Fatal("an undecodable value decoded")
+	}
+	put("epoch:bad", "fine")
+	want("epoch:", "bad", "fine")
+
+	// A prefix the cache was not given is read from the store every time.
+	put("other:x", "a")
+	want("other:", "x", "a")
+	if err := inner.Put(ctx, "other:x", []byte("b"), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	want("other:", "x", "b")
+
+	// The entry's time to live bounds what the cache misses.
+	if err := inner.Put(ctx, "device:d1", []byte("behind"), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := viewString(t, c, "device:", "d1", now.Add(2*time.Minute)); got != "behind" {
+		t.Fatalf("after the time to live: %q", got)
+	}
+}
+
+// A read that races with a write must not put the old value back in the
+// cache after the write dropped it.
+func TestViewRaceWithWrite(t *testing.T) {
+	ctx := context.Background()
+	gate := &gatedGet{Store: openBolt(t), started: make(chan struct{}), release: make(chan struct{})}
+	c := New(gate, time.Hour, "device:")
+	now := time.Now()
+	if err := c.Put(ctx, "device:d", []byte("old"), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	gate.armed.Store(true)
+	done := make(chan string)
+	go func() {
+		v, _ := viewString(t, c, "device:", "d", now)
+		done <- v
+	}()
+	<-gate.started // the read has the old value in hand
+	if err := c.Put(ctx, "device:d", []byte("new"), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	close(gate.release)
+	if v := <-done; v != "old" {
+		t.Fatalf("racing read: %q", v)
+	}
+	if got, _ := viewString(t, c, "device:", "d", now); got != "new" {
+		t.Fatalf("the racing read's old value was cached: %q", got)
+	}
+}
+
+// gatedGet holds one Get (once armed) after reading, until released.
+type gatedGet struct {
+	store.Store
+	armed            atomic.Bool
+	started, release chan struct{}
+}
+
+func (g *gatedGet) Get(ctx context.Context, key string, now time.Time) ([]byte, error) {
+	b, err := g.Store.Get(ctx, key, now)
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.started)
+		<-g.release
+	}
+	return b, err
+}
+
+// A device revoked on one node is refused on the other at once.
+func TestViewInvalidationAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	shared := openBolt(t)
+	bus := &memBus{}
+	a, b := New(shared, time.Hour, "device:"), New(shared, time.Hour, "device:")
+	a.Listen(ctx, bus)
+	b.Listen(ctx, bus)
+	now := time.Now()
+	if err := a.Put(ctx, "device:d", []byte("trusted"), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := viewString(t, b, "device:", "d", now); got != "trusted" {
+		t.Fatal(got)
+	}
+	if err := a.Delete(ctx, "device:d"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewString(t, b, "device:", "d", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("node b still serves a device deleted on node a: %v", err)
+	}
+}
+
+// ViewSession shares one value between callers; GetSession copies it.
+func TestViewSessionShared(t *testing.T) {
+	ctx := context.Background()
+	c := New(openBolt(t), time.Hour)
+	now := time.Now()
+	s := session("a", "alice", now)
+	s.Pending = map[string]string{"return": "/x"}
+	if err := c.PutSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := c.ViewSession(ctx, "a", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, _ := c.ViewSession(ctx, "a", now)
+	if v1 != v2 {
+		t.Fatal("ViewSession decoded the session again")
+	}
+	g, _ := c.GetSession(ctx, "a", now)
+	g.User, g.Pending["return"] = "mallory", "/evil"
+	if v, _ := c.ViewSession(ctx, "a", now); v.User != "alice" || v.Pending["return"] != "/x" {
+		t.Fatalf("changing GetSession's copy changed the cache: %+v", v)
+	}
+}
+
+func BenchmarkView(b *testing.B) {
+	ctx := context.Background()
+	c := New(openBolt(b), time.Hour, "device:")
+	now := time.Now()
+	_ = c.Put(ctx, "device:d", []byte("v"), 0, now)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.View(ctx, "device:", "d", now, decodeString); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
