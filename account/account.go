@@ -130,6 +130,8 @@ type Service struct {
 
 	// view is the store's shared, read-only side (the cache), if it has one.
 	view viewer
+	// touching holds the ids of the sessions being touched (startTouch).
+	touching sync.Map
 
 	sessionKey []byte
 	csrfKey    []byte
@@ -616,6 +618,15 @@ func (s *Service) ResolveShared(ctx context.Context, token string) (Resolved, er
 	return s.resolve(ctx, token, true)
 }
 
+// startTouch reports whether this request is the one to touch session id
+// (none other is doing it now); it must then call s.touching.Delete(id).
+// Without it, the requests of a busy session that arrive in the same
+// instant after a minute would all write the same touch.
+func (s *Service) startTouch(id string) bool {
+	_, busy := s.touching.LoadOrStore(id, struct{}{})
+	return !busy
+}
+
 // viewer is what a cache in front of the store offers the request path:
 // answers shared with other callers, never to be modified (cache.Store).
 type viewer interface {
@@ -676,8 +687,12 @@ func (s *Service) resolve(ctx context.Context, token string, shared bool) (Resol
 			}
 		}
 	}
-	if now.Sub(sess.LastSeen) >= TouchInterval {
-		if err := s.store.TouchSession(ctx, id, now); err != nil {
+	if now.Sub(sess.LastSeen) >= TouchInterval && s.startTouch(id) {
+		// One request per session touches it; the others that arrive
+		// meanwhile go on with the session as read (it is live at now).
+		err := s.store.TouchSession(ctx, id, now)
+		s.touching.Delete(id)
+		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return Resolved{}, ErrNoSession
 			}

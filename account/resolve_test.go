@@ -2,9 +2,15 @@ package account
 
 import (
 	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/store/bolt"
+	"github.com/twostep-auth/twostep/internal/store/cache"
 )
 
 // hotPath returns a session token for each kind of signed-in request:
@@ -88,5 +94,78 @@ func BenchmarkResolveShared(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// gatedTouch counts TouchSession calls and holds the first until released.
+type gatedTouch struct {
+	store.Store
+	touches          atomic.Int64
+	started, release chan struct{}
+}
+
+func (g *gatedTouch) TouchSession(ctx context.Context, id string, at time.Time) error {
+	if g.touches.Add(1) == 1 {
+		close(g.started)
+		<-g.release
+	}
+	return g.Store.TouchSession(ctx, id, at)
+}
+
+// The first requests of a busy session after a minute: one touches it,
+// the others go on at once with the session as read; none fails.
+func TestConcurrentRequestsTouchOnce(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	g := &gatedTouch{Store: st, started: make(chan struct{}), release: make(chan struct{})}
+	e := newEnvWith(t, cache.New(g, 5*time.Minute, CachedPrefixes...))
+	ctx := context.Background()
+	res, err := e.svc.SignIn(ctx, "alice", "alice-password", ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(2 * time.Minute)
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.svc.ResolveShared(ctx, res.Token)
+		first <- err
+	}()
+	<-g.started // the first request is touching
+	const others = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, others)
+	for range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.ResolveShared(ctx, res.Token)
+			errs <- err
+		}()
+	}
+	wg.Wait() // they do not wait for the touch
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a request during the touch: %v", err)
+		}
+	}
+	close(g.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := g.touches.Load(); n != 1 {
+		t.Fatalf("%d touches for one session in one instant, want 1", n)
+	}
+	// The touch landed, and the next minute's touch happens again.
+	r, _ := e.svc.ResolveShared(ctx, res.Token)
+	if !r.Session.LastSeen.Equal(e.clock.now()) {
+		t.Fatalf("LastSeen %v, want %v", r.Session.LastSeen, e.clock.now())
+	}
+	e.clock.add(2 * time.Minute)
+	if _, err := e.svc.ResolveShared(ctx, res.Token); err != nil || g.touches.Load() != 2 {
+		t.Fatalf("the next touch: %v, %d touches", err, g.touches.Load())
 	}
 }

@@ -132,7 +132,10 @@ type Store interface {
 	// GetSession returns the session, or ErrNotFound if there is none or it
 	// expired at now.
 	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)
-	// TouchSession sets LastSeen (no other field). ErrNotFound if absent.
+	// TouchSession moves LastSeen forward to lastSeen (no other field): a
+	// LastSeen already at or after lastSeen is left as it is, and that is
+	// not an error (concurrent touches all succeed). ErrNotFound if absent
+	// or expired at lastSeen.
 	TouchSession(ctx context.Context, id string, lastSeen time.Time) error
 	// DeleteSession removes one session; deleting a missing one is not an error.
 	DeleteSession(ctx context.Context, id string) error

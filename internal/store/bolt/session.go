@@ -118,8 +118,8 @@ func (db *DB) GetSession(ctx context.Context, id string, now time.Time) (*store.
 	return s, nil
 }
 
-// TouchSession sets LastSeen to lastSeen and moves the session's expiry
-// index entry. It returns store.ErrNotFound if the session is absent or
+// TouchSession sets LastSeen to lastSeen (unless it is already as late:
+// never backwards) and moves the session's expiry index entry. It returns store.ErrNotFound if the session is absent or
 // already expired at lastSeen: a touch never revives an expired session.
 func (db *DB) TouchSession(ctx context.Context, id string, lastSeen time.Time) error {
 	if err := db.check(ctx); err != nil {
@@ -141,6 +141,9 @@ func (db *DB) TouchSession(ctx context.Context, id string, lastSeen time.Time) e
 		}
 		if sessionExpired(s, lastSeen) {
 			return store.ErrNotFound
+		}
+		if !s.LastSeen.Before(lastSeen) {
+			return nil // touched as late already: never backwards
 		}
 		oldEK := expiryKey(expiryNanos(s.ExpiresAt()), kindSession, idb)
 		s.LastSeen = lastSeen

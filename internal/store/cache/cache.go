@@ -18,8 +18,9 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-// MaxEntries bounds each of the cache's tables; beyond it the table is
-// cleared and refills.
+// MaxEntries bounds each of the cache's tables. A full table forgets an
+// eighth of its entries, chosen at random (Go's map order), and refills:
+// with more active sessions than that the cache still serves most requests.
 const MaxEntries = 100_000
 
 // Store is a store.Store with an in-memory session cache.
@@ -27,6 +28,7 @@ type Store struct {
 	store.Store
 	ttl      time.Duration
 	prefixes []string
+	max      int // MaxEntries (smaller in tests)
 
 	mu     sync.RWMutex
 	byID   map[string]entry
@@ -100,7 +102,7 @@ var _ store.Store = (*Store)(nil)
 // View caches the decoded records whose keys start with one of prefixes.
 func New(st store.Store, ttl time.Duration, prefixes ...string) *Store {
 	return &Store{
-		Store: st, ttl: ttl, prefixes: prefixes,
+		Store: st, ttl: ttl, prefixes: prefixes, max: MaxEntries,
 		byID: map[string]entry{}, byUser: map[string]map[string]struct{}{}, views: map[viewKey]view{},
 	}
 }
@@ -145,12 +147,11 @@ func (c *Store) put(s *store.Session, now time.Time, gen uint64) {
 	if c.gen != gen {
 		return // an invalidation happened while we read: do not cache
 	}
-	if len(c.byID) >= MaxEntries {
-		c.byID = map[string]entry{}
-		c.byUser = map[string]map[string]struct{}{}
+	if len(c.byID) >= c.max {
+		c.evictSessions()
 	}
 	if old, ok := c.byID[s.ID]; ok && old.s.User != s.User {
-		delete(c.byUser[old.s.User], s.ID)
+		c.unindex(old.s.User, s.ID)
 	}
 	c.byID[s.ID] = entry{s: s, until: now.Add(c.ttl)}
 	set := c.byUser[s.User]
@@ -159,6 +160,22 @@ func (c *Store) put(s *store.Session, now time.Time, gen uint64) {
 		c.byUser[s.User] = set
 	}
 	set[s.ID] = struct{}{}
+}
+
+// evictions is how many entries a full table forgets at once.
+func (c *Store) evictions() int { return max(1, c.max/8) }
+
+// evictSessions forgets some sessions to make room; c.mu is held.
+func (c *Store) evictSessions() {
+	n := 0
+	for id, e := range c.byID {
+		if n == c.evictions() {
+			break
+		}
+		delete(c.byID, id)
+		c.unindex(e.s.User, id)
+		n++
+	}
 }
 
 // View returns decode(value under prefix+name), answering from memory
@@ -189,8 +206,15 @@ func (c *Store) View(ctx context.Context, prefix, name string, now time.Time, de
 	}
 	c.mu.Lock()
 	if c.gen == gen {
-		if len(c.views) >= MaxEntries {
-			c.views = map[viewKey]view{}
+		if len(c.views) >= c.max {
+			n := 0
+			for k := range c.views {
+				if n == c.evictions() {
+					break
+				}
+				delete(c.views, k)
+				n++
+			}
 		}
 		c.views[k] = view{v: v, until: now.Add(c.ttl)}
 	}
@@ -289,8 +313,18 @@ func (c *Store) dropLocal(id string) {
 	defer c.mu.Unlock()
 	c.gen++
 	if e, ok := c.byID[id]; ok {
-		delete(c.byUser[e.s.User], id)
+		c.unindex(e.s.User, id)
 		delete(c.byID, id)
+	}
+}
+
+// unindex removes id from user's set (and an emptied set); c.mu is held.
+func (c *Store) unindex(user, id string) {
+	if set := c.byUser[user]; set != nil {
+		delete(set, id)
+		if len(set) == 0 {
+			delete(c.byUser, user)
+		}
 	}
 }
 

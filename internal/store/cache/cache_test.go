@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -414,6 +415,64 @@ func BenchmarkView(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.View(ctx, "device:", "d", now, decodeString); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A full cache forgets some entries, keeps its user index in step, and
+// still answers right.
+func TestEviction(t *testing.T) {
+	ctx := context.Background()
+	inner := &counting{Store: openBolt(t)}
+	c := New(inner, time.Hour, "device:")
+	c.max = 16
+	now := time.Now()
+	for i := 0; i < 50; i++ {
+		id, user := fmt.Sprintf("s%02d", i), fmt.Sprintf("u%d", i%7)
+		if err := c.PutSession(ctx, session(id, user, now)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.GetSession(ctx, id, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Put(ctx, "device:"+id, []byte(id), 0, now); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := viewString(t, c, "device:", id, now); err != nil || got != id {
+			t.Fatal(got, err)
+		}
+	}
+	c.mu.RLock()
+	sessions, views := len(c.byID), len(c.views)
+	indexed := 0
+	for user, set := range c.byUser {
+		if len(set) == 0 {
+			t.Errorf("empty index set for %s", user)
+		}
+		for id := range set {
+			if e, ok := c.byID[id]; !ok || e.s.User != user {
+				t.Errorf("index %s → %s points at nothing", user, id)
+			}
+			indexed++
+		}
+	}
+	c.mu.RUnlock()
+	if sessions > 16 || views > 16 || indexed != sessions {
+		t.Fatalf("%d sessions, %d views, %d indexed (max 16)", sessions, views, indexed)
+	}
+	for i := 0; i < 50; i++ {
+		id := fmt.Sprintf("s%02d", i)
+		if s, err := c.GetSession(ctx, id, now); err != nil || s.User != fmt.Sprintf("u%d", i%7) {
+			t.Fatalf("%s after eviction: %+v %v", id, s, err)
+		}
+	}
+	// Signing a user out everywhere still reaches every cached session.
+	if _, err := c.DeleteUserSessions(ctx, "u3"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i < 50; i += 7 {
+		if _, err := c.GetSession(ctx, fmt.Sprintf("s%02d", i), now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("s%02d survived: %v", i, err)
 		}
 	}
 }

@@ -128,6 +128,11 @@ func (s *Store) TouchSession(ctx context.Context, id string, lastSeen time.Time)
 		if sessionExpired(sess, lastSeen) {
 			return store.ErrNotFound
 		}
+		if !sess.LastSeen.Before(lastSeen) {
+			// Touched as late already (a concurrent touch won the swap):
+			// never backwards, and nothing left to do.
+			return nil
+		}
 		sess.LastSeen = lastSeen
 		enc := encodeSession(sess)
 		ok, err := scriptSwap.Run(ctx, s.client, []string{key}, rec, enc, pxat(expiryNanos(sess.ExpiresAt()))).Int64()

@@ -23,6 +23,8 @@ var sessionTests = []testCase{
 	{"IdleExpiry", testSessionIdleExpiry},
 	{"Touch", testSessionTouch},
 	{"TouchMissing", testSessionTouchMissing},
+	{"TouchNeverBackwards", testSessionTouchNeverBackwards},
+	{"TouchConcurrent", testSessionTouchConcurrent},
 	{"TouchExpired", testSessionTouchExpired},
 	{"DeleteUserSessions", testDeleteUserSessions},
 	{"ListUserSessions", testListUserSessions},
@@ -222,6 +224,62 @@ func testSessionTouch(t *testing.T, s store.Store) {
 	if ids := listIDs(t, s, "alice", base.Add(29*time.Minute)); !slices.Equal(ids, []string{"touch-1"}) {
 		t.Errorf("ListUserSessions after touches = %q, want [touch-1]", ids)
 	}
+}
+
+// A touch with an earlier time than the stored LastSeen (a request that
+// was slower than another one) leaves LastSeen where it is.
+func testSessionTouchNeverBackwards(t *testing.T, s store.Store) {
+	base := now()
+	sess := newSession("touch-back", "alice", base)
+	sess.LastSeen = base
+	sess.Idle = 10 * time.Minute
+	sess.Expires = base.Add(time.Hour)
+	putSession(t, s, sess)
+	later, earlier := base.Add(5*time.Minute), base.Add(3*time.Minute)
+	if err := s.TouchSession(bg, "touch-back", later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchSession(bg, "touch-back", earlier); err != nil {
+		t.Fatalf("TouchSession with an earlier time: %v, want nil (nothing to do)", err)
+	}
+	want := cloneSession(sess)
+	want.LastSeen = later
+	checkSession(t, "after touches at 5m then 3m", getSession(t, s, "touch-back", base.Add(6*time.Minute)), want)
+}
+
+// Many requests of one session touch it at the same moment (the first
+// requests after a minute): every touch succeeds, none is an error.
+func testSessionTouchConcurrent(t *testing.T, s store.Store) {
+	base := now()
+	sess := newSession("touch-many", "alice", base)
+	sess.LastSeen = base
+	sess.Idle = 10 * time.Minute
+	sess.Expires = base.Add(time.Hour)
+	putSession(t, s, sess)
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Two nodes' clocks: half the touches carry one time, half another.
+			at := base.Add(2 * time.Minute)
+			if i%2 == 1 {
+				at = at.Add(time.Millisecond)
+			}
+			errs[i] = s.TouchSession(bg, "touch-many", at)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent TouchSession %d: %v", i, err)
+		}
+	}
+	want := cloneSession(sess)
+	want.LastSeen = base.Add(2*time.Minute + time.Millisecond)
+	checkSession(t, "after concurrent touches", getSession(t, s, "touch-many", base.Add(3*time.Minute)), want)
 }
 
 func testSessionTouchMissing(t *testing.T, s store.Store) {
