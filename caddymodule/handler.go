@@ -243,6 +243,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.deny(w, r)
 		return nil
 	case rule.Level == policy.Bypass && alt.Level == policy.Bypass:
+		recoveryui.StripOwnCookies(r.Header)
 		return next.ServeHTTP(w, r)
 	}
 	svc := h.app.Service()
@@ -258,6 +259,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch decide(rule, alt, &res, svc.Now()) {
 	case policy.Allow:
 		h.allow(r, &res)
+		// The upstream gets the identity, never the tokens (REQ-89).
+		recoveryui.StripOwnCookies(r.Header)
 		return next.ServeHTTP(w, r)
 	case policy.Forbid:
 		h.deny(w, r)

@@ -439,3 +439,28 @@ func TestUsersFileChanges(t *testing.T) {
 	})
 	wantError(t, newClient(t).login("alice", "a brand new password 2026"), http.StatusUnauthorized, "invalid_credentials")
 }
+
+// The upstream gets the identity, never twostep's tokens: the session and
+// device cookies are removed from what it receives; the app's own cookies
+// pass (THREATS REQ-89).
+func TestOwnCookiesNotForwarded(t *testing.T) {
+	f := start(t)
+	c := newClient(t)
+	c.mustLogin("bob", bobPassword)
+	for _, path := range []string{"/reports", "/public/x"} {
+		wantStatus(t, c.get(site+path, "Cookie", "app_session=42; twostep_device=forged; theme=dark"), http.StatusOK)
+		got := f.echo.lastHeader().Values("Cookie")
+		joined := strings.Join(got, "; ")
+		if strings.Contains(joined, "twostep") {
+			t.Fatalf("%s: the upstream received twostep's cookies: %q", path, got)
+		}
+		if !strings.Contains(joined, "app_session=42") || !strings.Contains(joined, "theme=dark") {
+			t.Fatalf("%s: the app's own cookies were lost: %q", path, got)
+		}
+	}
+	// A request with only twostep's cookie reaches the upstream with none.
+	wantStatus(t, c.get(site+"/reports"), http.StatusOK)
+	if got := f.echo.lastHeader().Values("Cookie"); len(got) != 0 {
+		t.Fatalf("the upstream received Cookie %q", got)
+	}
+}
