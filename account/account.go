@@ -682,7 +682,11 @@ func (s *Service) resolve(ctx context.Context, token string, shared bool) (Resol
 		if !ok {
 			sess, mine = sess.Clone(), true
 			sess.State, sess.Device, sess.SecondFactorAt = store.StateSecondFactor, "", time.Time{}
-			if err := s.store.PutSession(ctx, sess); err != nil {
+			// Replace, never create: a sign-out that ended the session
+			// meanwhile stays final.
+			if err := s.store.ReplaceSession(ctx, sess); errors.Is(err, store.ErrNotFound) {
+				return Resolved{}, ErrNoSession
+			} else if err != nil {
 				return Resolved{}, &UnavailableError{err}
 			}
 		}

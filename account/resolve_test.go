@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -167,5 +168,58 @@ func TestConcurrentRequestsTouchOnce(t *testing.T) {
 	e.clock.add(2 * time.Minute)
 	if _, err := e.svc.ResolveShared(ctx, res.Token); err != nil || g.touches.Load() != 2 {
 		t.Fatalf("the next touch: %v, %d touches", err, g.touches.Load())
+	}
+}
+
+// A request that read its session just before "sign out everywhere" must
+// not write it back: confirming a phone with that stale session fails and
+// leaves no session behind.
+func TestSignOutEverywhereIsFinal(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	res := e.signIn(t, "bob", "bob-password") // two-step off: signed in
+	if _, err := e.svc.SetPhone(ctx, res, "+15551234567", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	code := e.sms.last(t).Code
+	stale := *res // what the confirming request read
+	if err := e.svc.RevokeAll(ctx, "bob", ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, &stale, code, ip1); err == nil {
+		t.Fatal("confirming with a session that was signed out everywhere succeeded")
+	}
+	if _, err := e.st.GetSession(ctx, res.Session.ID, e.clock.now()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the session came back after sign out everywhere: %v", err)
+	}
+}
+
+// A device-raised session whose device is revoked together with its
+// sessions is not written back as a half-signed-in one.
+func TestDowngradeNeverRevives(t *testing.T) {
+	e, toks := hotPath(t)
+	ctx := context.Background()
+	tok := toks["trusted_device"]
+	res, err := e.svc.Resolve(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The device goes and the session with it (as "sign out everywhere"
+	// does), but this request's cache still has the session.
+	if err := e.svc.revokeDevices(ctx, "bob", "test"); err != nil {
+		t.Fatal(err)
+	}
+	inner := e.st
+	if c, ok := e.st.(*cache.Store); ok {
+		inner = c.Store
+	}
+	if _, err := inner.DeleteUserSessions(ctx, "bob"); err != nil { // behind the cache's back
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ResolveShared(ctx, tok); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("resolving the revoked device's session: %v, want ErrNoSession", err)
+	}
+	if _, err := inner.GetSession(ctx, res.Session.ID, e.clock.now()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the downgrade wrote the session back: %v", err)
 	}
 }

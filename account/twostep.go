@@ -870,7 +870,11 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 	sess.State = store.StateTwoFactor
 	sess.SecondFactorAt = s.now()
 	sess.Device = ""
-	if err := s.store.PutSession(ctx, &sess); err != nil {
+	// Replace, never create: if "sign out everywhere" ended this session
+	// meanwhile, confirming a method does not bring it back.
+	if err := s.store.ReplaceSession(ctx, &sess); errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	} else if err != nil {
 		return nil, &UnavailableError{err}
 	}
 	res.Session = &sess

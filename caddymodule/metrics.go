@@ -120,6 +120,13 @@ func (m measured) PutSession(ctx context.Context, s *store.Session) error {
 	return err
 }
 
+func (m measured) ReplaceSession(ctx context.Context, s *store.Session) error {
+	start := time.Now()
+	err := m.Store.ReplaceSession(ctx, s)
+	observe("replace_session", start, err)
+	return err
+}
+
 func (m measured) GetSession(ctx context.Context, id string, now time.Time) (s *store.Session, err error) {
 	start := time.Now()
 	s, err = m.Store.GetSession(ctx, id, now)

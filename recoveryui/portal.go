@@ -439,6 +439,9 @@ func (p *Portal) answerErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &rl):
 		w.Header().Set("Retry-After", retryAfterSeconds(rl.RetryAfter))
 		p.fail(w, r, http.StatusTooManyRequests, "rate_limited", "Too many attempts. Try again in "+humanDuration(rl.RetryAfter)+".")
+	case errors.Is(err, account.ErrNoSession):
+		// The session ended while the request ran (signed out elsewhere).
+		p.fail(w, r, http.StatusUnauthorized, "unauthenticated", "Your session has ended. Sign in again.")
 	case errors.Is(err, account.ErrBusy):
 		w.Header().Set("Retry-After", "1")
 		p.fail(w, r, http.StatusServiceUnavailable, "unavailable", "The service is busy. Try again in a moment.")

@@ -129,6 +129,11 @@ type Store interface {
 	// PutSession creates or replaces a session. It fails on a record with an
 	// empty ID or User, or an invalid State.
 	PutSession(ctx context.Context, s *Session) error
+	// ReplaceSession replaces a stored session with s (same ID and user)
+	// only if the store still holds it: ErrNotFound if it was deleted (or
+	// expired and removed), so a request that read a session just before a
+	// sign-out can never write it back. It validates s like PutSession.
+	ReplaceSession(ctx context.Context, s *Session) error
 	// GetSession returns the session, or ErrNotFound if there is none or it
 	// expired at now.
 	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)

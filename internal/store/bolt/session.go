@@ -40,6 +40,27 @@ func (db *DB) PutSession(ctx context.Context, s *store.Session) error {
 	})
 }
 
+// ReplaceSession replaces the session stored under s.ID, in the same
+// write transaction that finds it there; store.ErrNotFound when it is not.
+func (db *DB) ReplaceSession(ctx context.Context, s *store.Session) error {
+	if err := db.check(ctx); err != nil {
+		return err
+	}
+	if err := store.ValidateSession(s); err != nil {
+		return err
+	}
+	enc := encodeSession(s)
+	if len(enc) > MaxValueLen {
+		return invalid("session %q encodes to %d bytes (max %d)", s.ID, len(enc), MaxValueLen)
+	}
+	return db.update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketSessions).Get([]byte(s.ID)) == nil {
+			return store.ErrNotFound
+		}
+		return putSessionTx(tx, s.ID, s.User, s.ExpiresAt(), enc)
+	})
+}
+
 // putSessionTx stores the encoded session enc and its index entries,
 // replacing any previous record under id and its index entries.
 func putSessionTx(tx *bbolt.Tx, id, user string, expiresAt time.Time, enc []byte) error {

@@ -331,11 +331,20 @@ func (c *Store) unindex(user, id string) {
 // PutSession writes through and forgets the old entry (the next read
 // fetches what the store kept).
 func (c *Store) PutSession(ctx context.Context, s *store.Session) error {
+	return c.writeSession(ctx, s, c.Store.PutSession)
+}
+
+// ReplaceSession writes through and forgets the old entry.
+func (c *Store) ReplaceSession(ctx context.Context, s *store.Session) error {
+	return c.writeSession(ctx, s, c.Store.ReplaceSession)
+}
+
+func (c *Store) writeSession(ctx context.Context, s *store.Session, write func(context.Context, *store.Session) error) error {
 	if s == nil {
-		return c.Store.PutSession(ctx, s)
+		return write(ctx, s) // the store's own refusal
 	}
 	c.dropLocal(s.ID)
-	err := c.Store.PutSession(ctx, s)
+	err := write(ctx, s)
 	c.drop(s.ID) // after the write, so other nodes re-read the new record
 	return err
 }

@@ -41,6 +41,18 @@ func indexScore(s *store.Session) int64 { return pxat(expiryNanos(s.Expires)) }
 // user is checked wherever the index is read, and removing the entry here
 // could unindex a concurrent write of the same ID by that user.
 func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
+	return s.putSession(ctx, sess, false)
+}
+
+// ReplaceSession is PutSession with SET … XX: the record is written only
+// if Redis still holds it, else store.ErrNotFound. A DeleteSession or
+// DeleteUserSessions that removed the record first wins; one that comes
+// after removes the replaced record as it would the old one.
+func (s *Store) ReplaceSession(ctx context.Context, sess *store.Session) error {
+	return s.putSession(ctx, sess, true)
+}
+
+func (s *Store) putSession(ctx context.Context, sess *store.Session, replace bool) error {
 	ctx, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -54,7 +66,14 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
 	}
 	key := s.sessionKey(sess.ID)
-	if err := s.client.Do(ctx, "set", key, enc, "pxat", pxat(expiryNanos(sess.ExpiresAt()))).Err(); err != nil {
+	args := []any{"set", key, enc, "pxat", pxat(expiryNanos(sess.ExpiresAt()))}
+	if replace {
+		args = append(args, "xx")
+	}
+	if err := s.client.Do(ctx, args...).Err(); err != nil {
+		if replace && errors.Is(err, goredis.Nil) {
+			return store.ErrNotFound // not there: nothing was written
+		}
 		return fail("put session", err)
 	}
 	err = scriptIndexAdd.Run(ctx, s.client, []string{s.userKey(sess.User)}, sess.ID, indexScore(sess)).Err()

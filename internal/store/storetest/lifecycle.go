@@ -155,6 +155,7 @@ func allMethods(s store.Store, at time.Time) map[string]error {
 	errs["PutSession"] = s.PutSession(bg, newSession("closed", "alice", at))
 	_, errs["GetSession"] = s.GetSession(bg, "closed", at)
 	errs["TouchSession"] = s.TouchSession(bg, "closed", at)
+	errs["ReplaceSession"] = s.ReplaceSession(bg, newSession("closed", "alice", at))
 	errs["DeleteSession"] = s.DeleteSession(bg, "closed")
 	_, errs["DeleteUserSessions"] = s.DeleteUserSessions(bg, "alice")
 	_, errs["ListUserSessions"] = s.ListUserSessions(bg, "alice", at)

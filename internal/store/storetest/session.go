@@ -24,6 +24,8 @@ var sessionTests = []testCase{
 	{"Touch", testSessionTouch},
 	{"TouchMissing", testSessionTouchMissing},
 	{"TouchNeverBackwards", testSessionTouchNeverBackwards},
+	{"ReplaceExisting", testSessionReplaceExisting},
+	{"ReplaceNeverRevives", testSessionReplaceNeverRevives},
 	{"TouchConcurrent", testSessionTouchConcurrent},
 	{"TouchExpired", testSessionTouchExpired},
 	{"DeleteUserSessions", testDeleteUserSessions},
@@ -223,6 +225,70 @@ func testSessionTouch(t *testing.T, s store.Store) {
 	sessionNotFound(t, s, "touch-1", base.Add(30*time.Minute), "at its absolute expiry, although touched 3m before")
 	if ids := listIDs(t, s, "alice", base.Add(29*time.Minute)); !slices.Equal(ids, []string{"touch-1"}) {
 		t.Errorf("ListUserSessions after touches = %q, want [touch-1]", ids)
+	}
+}
+
+// ReplaceSession changes a stored session in place (state, fields,
+// expiry); the session stays listed under its user.
+func testSessionReplaceExisting(t *testing.T, s store.Store) {
+	base := now()
+	sess := newSession("repl-1", "alice", base)
+	putSession(t, s, sess)
+	next := cloneSession(sess)
+	next.State = store.StateTwoFactor
+	next.SecondFactorAt = base.Add(time.Minute)
+	next.Expires = sess.Expires.Add(time.Hour)
+	next.Pending = map[string]string{"return": "/x"}
+	if err := s.ReplaceSession(bg, next); err != nil {
+		t.Fatalf("ReplaceSession of a stored session: %v", err)
+	}
+	checkSession(t, "after ReplaceSession", getSession(t, s, "repl-1", base.Add(2*time.Minute)), next)
+	if ids := listIDs(t, s, "alice", base); !slices.Equal(ids, []string{"repl-1"}) {
+		t.Errorf("ListUserSessions after ReplaceSession = %q, want [repl-1]", ids)
+	}
+	bad := cloneSession(next)
+	bad.State = store.StateNone
+	if err := s.ReplaceSession(bg, bad); err == nil {
+		t.Error("ReplaceSession with an invalid state succeeded")
+	}
+	checkSession(t, "after a refused ReplaceSession", getSession(t, s, "repl-1", base.Add(2*time.Minute)), next)
+}
+
+// ReplaceSession never brings back a session that is gone: deleted,
+// signed out everywhere, or never stored. (A request that read the session
+// just before "sign out everywhere" must not write it back.)
+func testSessionReplaceNeverRevives(t *testing.T, s store.Store) {
+	base := now()
+	if err := s.ReplaceSession(bg, newSession("repl-none", "alice", base)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplaceSession of a session never stored: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "repl-none", base, "after ReplaceSession of a session never stored")
+
+	a := newSession("repl-a", "alice", base)
+	putSession(t, s, a)
+	if err := s.DeleteSession(bg, "repl-a"); err != nil {
+		t.Fatal(err)
+	}
+	up := cloneSession(a)
+	up.State = store.StateTwoFactor
+	if err := s.ReplaceSession(bg, up); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplaceSession after DeleteSession: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "repl-a", base, "after ReplaceSession of a deleted session")
+
+	b := newSession("repl-b", "bob", base)
+	putSession(t, s, b)
+	if _, err := s.DeleteUserSessions(bg, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	up = cloneSession(b)
+	up.State = store.StateTwoFactor
+	if err := s.ReplaceSession(bg, up); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplaceSession after DeleteUserSessions: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "repl-b", base, "after ReplaceSession of a session signed out everywhere")
+	if ids := listIDs(t, s, "bob", base); len(ids) != 0 {
+		t.Errorf("ListUserSessions(bob) = %q, want none", ids)
 	}
 }
 
