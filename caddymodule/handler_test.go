@@ -206,6 +206,11 @@ func TestHeaderStrip(t *testing.T) {
 	if h.Get("Accept") != "*/*" {
 		t.Error("an unrelated header was removed")
 	}
+	// The values share one array: appending to one must not reach another.
+	h["Remote-User"] = append(h["Remote-User"], "mallory")
+	if g := h["Remote-Groups"]; len(g) != 1 || g[0] != "g" {
+		t.Errorf("Remote-Groups %v after an append to Remote-User", g)
+	}
 }
 
 // FuzzHeaderSanitizer: after strip and apply, no header whose name

@@ -135,35 +135,16 @@ func (hs *headerSet) strip(h http.Header) {
 // values share one allocation; each slice's capacity is its length, so
 // that appending to one header cannot write into another.
 func (hs *headerSet) apply(h http.Header, user, groups, email, name string) {
-	var vals [4]string
-	n := 0
+	vals := make([]string, 0, 4)
 	for _, f := range [4]struct {
-		on bool
-		v  string
-	}{{hs.user, user}, {hs.groups, groups}, {hs.email, email}, {hs.name, name}} {
+		on     bool
+		key, v string
+	}{{hs.user, "Remote-User", user}, {hs.groups, "Remote-Groups", groups}, {hs.email, "Remote-Email", email}, {hs.name, "Remote-Name", name}} {
 		if f.on {
-			vals[n] = f.v
-			n++
+			vals = append(vals, f.v)
+			n := len(vals)
+			h[f.key] = vals[n-1 : n : n]
 		}
-	}
-	if n == 0 {
-		return
-	}
-	backing := make([]string, n)
-	copy(backing, vals[:n])
-	i := 0
-	next := func() []string { i++; return backing[i-1 : i : i] }
-	if hs.user {
-		h["Remote-User"] = next()
-	}
-	if hs.groups {
-		h["Remote-Groups"] = next()
-	}
-	if hs.email {
-		h["Remote-Email"] = next()
-	}
-	if hs.name {
-		h["Remote-Name"] = next()
 	}
 }
 
