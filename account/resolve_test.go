@@ -223,3 +223,78 @@ func TestDowngradeNeverRevives(t *testing.T) {
 		t.Fatalf("the downgrade wrote the session back: %v", err)
 	}
 }
+
+// Passing the second factor with a half-signed-in session that "sign out
+// everywhere" ended meanwhile (the request read it just before) issues no
+// session: the new one may only replace the old one while it is stored.
+func TestSecondFactorAfterSignOutEverywhere(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	if half.Session.State != store.StateSecondFactor {
+		t.Fatalf("state after password: %v", half.Session.State)
+	}
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	code := e.sms.last(t).Code
+	stale := *half // what the verifying request read
+	if err := e.svc.RevokeAll(ctx, "bob", ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.VerifyCode(ctx, &stale, MethodSMS, code, false, ip1); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a code for a session signed out everywhere: %v, want ErrNoSession", err)
+	}
+	left, err := e.st.ListUserSessions(ctx, "bob", e.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("%d session(s) survived sign out everywhere: %+v", len(left), left[0])
+	}
+}
+
+// Two second factors passed at once for one half-signed-in session (a
+// backup code and an SMS code, say) make one session, not two.
+func TestSecondFactorOnceConcurrently(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	backup := e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	before, err := e.st.ListUserSessions(ctx, "bob", e.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	sms := e.sms.last(t).Code
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	for i, c := range []struct{ method, code string }{{MethodSMS, sms}, {MethodBackup, backup[0]}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stale := *half
+			_, results[i] = e.svc.VerifyCode(ctx, &stale, c.method, c.code, false, ip1)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrNoSession):
+			t.Fatalf("the other verification: %v, want ErrNoSession", err)
+		}
+	}
+	left, err := e.st.ListUserSessions(ctx, "bob", e.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != 1 || len(left) != len(before) {
+		t.Fatalf("%d verifications passed, %d sessions (%d before); want 1 pass and the half session replaced by one", ok, len(left), len(before))
+	}
+}

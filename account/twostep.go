@@ -601,10 +601,12 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 		// The pending session's short lifetime gives way to the full one.
 		next.Expires = next.Created.Add(s.cfg.SessionLifetime)
 	}
-	if err := s.store.PutSession(ctx, &next); err != nil {
-		return nil, &UnavailableError{err}
-	}
-	if err := s.store.DeleteSession(ctx, res.Session.ID); err != nil {
+	// The new session replaces the old one only while that is still
+	// stored: not after "sign out everywhere", and only once when two
+	// codes arrive at the same time.
+	if err := s.store.SwapSession(ctx, res.Session.ID, &next, now); errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	} else if err != nil {
 		return nil, &UnavailableError{err}
 	}
 	s.audit.Info("second factor passed", zap.String("user", user), zap.String("method", method),

@@ -398,7 +398,12 @@ func TestSecondFactorLock(t *testing.T) {
 		t.Fatalf("locked account with the right code: %v", err)
 	}
 	e.clock.add(16 * time.Minute)
-	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1); err != nil {
+	// The half-signed-in session has expired by now: sign in again.
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[0], false, ip1); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("an expired half-signed-in session: %v, want ErrNoSession", err)
+	}
+	half = e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[1], false, ip1); err != nil {
 		t.Fatalf("after ban_time: %v", err)
 	}
 }

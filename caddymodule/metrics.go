@@ -127,6 +127,13 @@ func (m measured) ReplaceSession(ctx context.Context, s *store.Session) error {
 	return err
 }
 
+func (m measured) SwapSession(ctx context.Context, oldID string, next *store.Session, now time.Time) error {
+	start := time.Now()
+	err := m.Store.SwapSession(ctx, oldID, next, now)
+	observe("swap_session", start, err)
+	return err
+}
+
 func (m measured) GetSession(ctx context.Context, id string, now time.Time) (s *store.Session, err error) {
 	start := time.Now()
 	s, err = m.Store.GetSession(ctx, id, now)

@@ -134,6 +134,15 @@ type Store interface {
 	// expired and removed), so a request that read a session just before a
 	// sign-out can never write it back. It validates s like PutSession.
 	ReplaceSession(ctx context.Context, s *Session) error
+	// SwapSession stores next, a session with a new ID, in place of the
+	// session oldID of the same user, as one step as far as DeleteSession
+	// and DeleteUserSessions can tell: if oldID is not stored (deleted,
+	// signed out everywhere, or expired at now) nothing is left written
+	// and it returns ErrNotFound; of concurrent swaps of one session
+	// exactly one succeeds; a DeleteUserSessions running at the same time
+	// leaves neither. It validates next like PutSession, and refuses
+	// (ErrInvalid) a next with oldID's ID or another user.
+	SwapSession(ctx context.Context, oldID string, next *Session, now time.Time) error
 	// GetSession returns the session, or ErrNotFound if there is none or it
 	// expired at now.
 	GetSession(ctx context.Context, id string, now time.Time) (*Session, error)

@@ -39,6 +39,18 @@ func ValidateSession(s *Session) error {
 	return nil
 }
 
+// ValidateSwap checks what SwapSession requires beyond ValidateSession:
+// a new ID. (That next has the old session's user needs the old record.)
+func ValidateSwap(oldID string, next *Session) error {
+	if err := ValidateSession(next); err != nil {
+		return err
+	}
+	if next.ID == oldID {
+		return Invalid("swapping session %q for itself (use ReplaceSession)", oldID)
+	}
+	return nil
+}
+
 // ValidateKey checks a key of the key-value records.
 func ValidateKey(key string) error {
 	if key == "" {

@@ -61,6 +61,46 @@ func (db *DB) ReplaceSession(ctx context.Context, s *store.Session) error {
 	})
 }
 
+// SwapSession puts next in place of the session oldID in one write
+// transaction: store.ErrNotFound (nothing written) when oldID is absent
+// or expired at now.
+func (db *DB) SwapSession(ctx context.Context, oldID string, next *store.Session, now time.Time) error {
+	if err := db.check(ctx); err != nil {
+		return err
+	}
+	if err := store.ValidateSwap(oldID, next); err != nil {
+		return err
+	}
+	enc := encodeSession(next)
+	if len(enc) > MaxValueLen {
+		return invalid("session %q encodes to %d bytes (max %d)", next.ID, len(enc), MaxValueLen)
+	}
+	if oldID == "" || len(oldID) > MaxKeyLen {
+		return store.ErrNotFound
+	}
+	return db.update(func(tx *bbolt.Tx) error {
+		idb := []byte(oldID)
+		v := tx.Bucket(bucketSessions).Get(idb)
+		if v == nil {
+			return store.ErrNotFound
+		}
+		old, err := loadSession(v, idb)
+		if err != nil {
+			return fmt.Errorf("bolt: swap session %q: %w", oldID, err)
+		}
+		if old.User != next.User {
+			return invalid("swapping a session of %q for one of %q", old.User, next.User)
+		}
+		if sessionExpired(old, now) {
+			return store.ErrNotFound
+		}
+		if err := deleteSessionTx(tx, idb, old); err != nil {
+			return err
+		}
+		return putSessionTx(tx, next.ID, next.User, next.ExpiresAt(), enc)
+	})
+}
+
 // putSessionTx stores the encoded session enc and its index entries,
 // replacing any previous record under id and its index entries.
 func putSessionTx(tx *bbolt.Tx, id, user string, expiresAt time.Time, enc []byte) error {

@@ -349,6 +349,21 @@ func (c *Store) writeSession(ctx context.Context, s *store.Session, write func(c
 	return err
 }
 
+// SwapSession swaps in the store and forgets both entries (before, so no
+// request in between is served the old one from memory, and after).
+func (c *Store) SwapSession(ctx context.Context, oldID string, next *store.Session, now time.Time) error {
+	c.dropLocal(oldID)
+	if next != nil {
+		c.dropLocal(next.ID)
+	}
+	err := c.Store.SwapSession(ctx, oldID, next, now)
+	c.drop(oldID)
+	if next != nil {
+		c.drop(next.ID)
+	}
+	return err
+}
+
 // TouchSession writes through and forgets the entry.
 func (c *Store) TouchSession(ctx context.Context, id string, lastSeen time.Time) error {
 	err := c.Store.TouchSession(ctx, id, lastSeen)

@@ -65,6 +65,11 @@ func (s *Store) putSession(ctx context.Context, sess *store.Session, replace boo
 	if len(enc) > MaxValueLen {
 		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
 	}
+	return s.writeSession(ctx, sess, enc, replace)
+}
+
+// writeSession writes the encoded session and indexes it; s.mu is held.
+func (s *Store) writeSession(ctx context.Context, sess *store.Session, enc []byte, replace bool) error {
 	key := s.sessionKey(sess.ID)
 	args := []any{"set", key, enc, "pxat", pxat(expiryNanos(sess.ExpiresAt()))}
 	if replace {
@@ -76,13 +81,80 @@ func (s *Store) putSession(ctx context.Context, sess *store.Session, replace boo
 		}
 		return fail("put session", err)
 	}
-	err = scriptIndexAdd.Run(ctx, s.client, []string{s.userKey(sess.User)}, sess.ID, indexScore(sess)).Err()
+	err := scriptIndexAdd.Run(ctx, s.client, []string{s.userKey(sess.User)}, sess.ID, indexScore(sess)).Err()
 	if err != nil {
 		// Unindexed, the session would escape DeleteUserSessions: take it
 		// back unless it changed meanwhile.
 		_ = scriptDeleteIf.Run(ctx, s.client, []string{key}, enc).Err()
 		return fail("put session: index", err)
 	}
+	return nil
+}
+
+// SwapSession puts next in place of the session oldID. Redis has no
+// transaction across keys on a Cluster, so the order does the work:
+//
+//  1. read oldID (absent or expired at now: store.ErrNotFound, nothing
+//     written; another user's: ErrInvalid);
+//  2. write next and index it, as PutSession does;
+//  3. take oldID (GETDEL). If it is gone, a DeleteSession, a
+//     DeleteUserSessions or another swap took it first: next is deleted
+//     again and the call answers store.ErrNotFound.
+//
+// Of concurrent swaps only one can take oldID. A DeleteUserSessions that
+// removed oldID first makes the swap fail at 3; one that comes after 3
+// finds next in the index, indexed at 2 before the swap took oldID, which
+// is why DeleteUserSessions reads the index again after its first pass.
+func (s *Store) SwapSession(ctx context.Context, oldID string, next *store.Session, now time.Time) error {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := store.ValidateSwap(oldID, next); err != nil {
+		return err
+	}
+	enc := encodeSession(next)
+	if len(enc) > MaxValueLen {
+		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
+	}
+	if !validID(oldID) {
+		return store.ErrNotFound
+	}
+	oldKey := s.sessionKey(oldID)
+	rec, err := s.client.Get(ctx, oldKey).Result()
+	if errors.Is(err, goredis.Nil) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return fail("swap session", err)
+	}
+	old, err := loadSession(rec, oldID)
+	if err != nil {
+		return fail("swap session", err)
+	}
+	if old.User != next.User {
+		return invalid("swapping a session of %q for one of %q", old.User, next.User)
+	}
+	if sessionExpired(old, now) {
+		return store.ErrNotFound
+	}
+	if err := s.writeSession(ctx, next, enc, false); err != nil {
+		return err
+	}
+	taken, err := s.client.GetDel(ctx, oldKey).Result()
+	if err != nil || sessionUser(taken) != next.User {
+		// Lost (or not known whether won): next must not stay.
+		if derr := s.deleteSession(ctx, next.ID); derr != nil {
+			return fail("swap session: taking back the new session", derr)
+		}
+		if err == nil || errors.Is(err, goredis.Nil) {
+			return store.ErrNotFound
+		}
+		return fail("swap session", err)
+	}
+	// The record is gone; a stale index entry is harmless.
+	_ = s.client.ZRem(ctx, s.userKey(next.User), oldID).Err()
 	return nil
 }
 
@@ -181,6 +253,11 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	if !validID(id) {
 		return nil
 	}
+	return s.deleteSession(ctx, id)
+}
+
+// deleteSession is DeleteSession of a valid id; s.mu is held.
+func (s *Store) deleteSession(ctx context.Context, id string) error {
 	key := s.sessionKey(id)
 	old, err := s.client.GetDel(ctx, key).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -216,10 +293,14 @@ func (s *Store) userIndex(ctx context.Context, user string) ([]string, error) {
 // returns how many records it removed.
 //
 // It reads the user's index, deletes each record with a script that does so
-// only if the record is user's, removes the entries, and then runs the
-// deleting script once more, for records a concurrent PutSession of the same
-// ID wrote back meanwhile: a record written after that is indexed again. A
-// session with a new ID put while this runs may survive it.
+// only if the record is user's, and removes the entries; then reads the
+// index again and does the same for what it lists now (a SwapSession that
+// took one of the first records had indexed its new session before: see
+// SwapSession), until the index lists nothing new (at most
+// maxDeleteRounds reads). Last it runs the deleting script once more over
+// every record, for those a concurrent write of the same ID put back
+// meanwhile: a record written after that is indexed again. A session with
+// a new ID put by a new sign-in while this runs may survive it.
 func (s *Store) DeleteUserSessions(ctx context.Context, user string) (int, error) {
 	ctx, err := s.begin(ctx)
 	if err != nil {
@@ -229,40 +310,54 @@ func (s *Store) DeleteUserSessions(ctx context.Context, user string) (int, error
 	if !validUser(user) {
 		return 0, nil
 	}
-	ids, err := s.userIndex(ctx, user)
-	if err != nil {
-		return 0, fail("delete user sessions", err)
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	keys := make([]string, len(ids))
-	members := make([]any, len(ids))
-	for i, id := range ids {
-		keys[i] = s.sessionKey(id)
-		members[i] = id
-	}
 	tag := userTag(user)
 	n := 0
-	deleteRecords := func() error {
+	deleteRecords := func(keys []string) error {
 		res, err := runEach(ctx, s.client, scriptDeleteIfUser, keys, tag)
 		for _, r := range res {
 			n += int(r)
 		}
 		return err
 	}
-	if err := deleteRecords(); err != nil {
-		return n, fail("delete user sessions", err)
+	var all []string
+	seen := map[string]bool{}
+	for range maxDeleteRounds {
+		ids, err := s.userIndex(ctx, user)
+		if err != nil {
+			return n, fail("delete user sessions", err)
+		}
+		var keys []string
+		var members []any
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				keys = append(keys, s.sessionKey(id))
+				members = append(members, id)
+			}
+		}
+		if len(keys) == 0 {
+			break
+		}
+		all = append(all, keys...)
+		if err := deleteRecords(keys); err != nil {
+			return n, fail("delete user sessions", err)
+		}
+		// The records are gone; a stale entry left by a failed ZREM is
+		// harmless (and read again below).
+		_ = s.client.ZRem(ctx, s.userKey(user), members...).Err()
 	}
-	if err := s.client.ZRem(ctx, s.userKey(user), members...).Err(); err != nil {
-		// Every record is gone, and stale entries are harmless.
-		return n, nil
+	if len(all) == 0 {
+		return 0, nil
 	}
-	if err := deleteRecords(); err != nil {
+	if err := deleteRecords(all); err != nil {
 		return n, fail("delete user sessions", err)
 	}
 	return n, nil
 }
+
+// maxDeleteRounds bounds the index reads of one DeleteUserSessions: each
+// round after the first only finds sessions swapped in while it ran.
+const maxDeleteRounds = 8
 
 // ListUserSessions returns the sessions of user unexpired at now, oldest
 // (by Created) first: the index, then the records (one pipeline). A record

@@ -27,6 +27,11 @@ var sessionTests = []testCase{
 	{"ReplaceExisting", testSessionReplaceExisting},
 	{"ReplaceNeverRevives", testSessionReplaceNeverRevives},
 	{"TouchConcurrent", testSessionTouchConcurrent},
+	{"Swap", testSessionSwap},
+	{"SwapNeverRevives", testSessionSwapNeverRevives},
+	{"SwapValidation", testSessionSwapValidation},
+	{"SwapConcurrent", testSessionSwapConcurrent},
+	{"SwapDuringDeleteUserSessions", testSessionSwapDuringDeleteUserSessions},
 	{"TouchExpired", testSessionTouchExpired},
 	{"DeleteUserSessions", testDeleteUserSessions},
 	{"ListUserSessions", testListUserSessions},
@@ -572,5 +577,207 @@ func testSessionConcurrent(t *testing.T, s store.Store) {
 		if ids := listIDs(t, s, user, base.Add(2*time.Minute)); len(ids) != workers/2*rounds/2 {
 			t.Errorf("ListUserSessions(%s) after concurrent puts and deletes: %d sessions, want %d", user, len(ids), workers/2*rounds/2)
 		}
+	}
+}
+
+// upgraded is what passing a second factor makes of sess: a new ID at
+// two_factor with a later expiry.
+func upgraded(sess *store.Session, id string, base time.Time) *store.Session {
+	next := cloneSession(sess)
+	next.ID = id
+	next.State = store.StateTwoFactor
+	next.SecondFactorAt = base
+	next.Expires = sess.Expires.Add(time.Hour)
+	next.Device = ""
+	return next
+}
+
+func testSessionSwap(t *testing.T, s store.Store) {
+	base := now()
+	half := newSession("swap-old", "alice", base)
+	half.State = store.StateSecondFactor
+	putSession(t, s, half)
+	other := newSession("swap-other", "alice", base)
+	putSession(t, s, other)
+	next := upgraded(half, "swap-new", base)
+	if err := s.SwapSession(bg, "swap-old", next, base); err != nil {
+		t.Fatalf("SwapSession of a stored session: %v", err)
+	}
+	sessionNotFound(t, s, "swap-old", base, "after SwapSession replaced it")
+	checkSession(t, "the new session after SwapSession", getSession(t, s, "swap-new", base), next)
+	checkSession(t, "another session of the user after SwapSession", getSession(t, s, "swap-other", base), other)
+	if ids := listIDs(t, s, "alice", base); !slices.Equal(ids, []string{"swap-new", "swap-other"}) && !slices.Equal(ids, []string{"swap-other", "swap-new"}) {
+		t.Errorf("ListUserSessions after SwapSession = %q, want [swap-new swap-other]", ids)
+	}
+	// The old one is used up: swapping it again fails and writes nothing.
+	if err := s.SwapSession(bg, "swap-old", upgraded(half, "swap-again", base), base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second SwapSession of the same session: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "swap-again", base, "after a SwapSession of a used-up session")
+	// The new session is an ordinary one: DeleteUserSessions ends it.
+	if n, err := s.DeleteUserSessions(bg, "alice"); err != nil || n != 2 {
+		t.Errorf("DeleteUserSessions after SwapSession = %d, %v; want 2, nil", n, err)
+	}
+	sessionNotFound(t, s, "swap-new", base, "after DeleteUserSessions")
+}
+
+// SwapSession never stands in for a session that is gone: never stored,
+// deleted, signed out everywhere, or expired. (A request that read a
+// half-signed-in session just before "sign out everywhere" must not get
+// a signed-in one from it.)
+func testSessionSwapNeverRevives(t *testing.T, s store.Store) {
+	base := now()
+	if err := s.SwapSession(bg, "swap-none", newSession("swap-none-new", "alice", base), base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SwapSession of a session never stored: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "swap-none-new", base, "after SwapSession of a session never stored")
+
+	a := newSession("swap-del", "alice", base)
+	putSession(t, s, a)
+	if err := s.DeleteSession(bg, "swap-del"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SwapSession(bg, "swap-del", upgraded(a, "swap-del-new", base), base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SwapSession after DeleteSession: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "swap-del-new", base, "after SwapSession of a deleted session")
+
+	b := newSession("swap-all", "bob", base)
+	putSession(t, s, b)
+	if _, err := s.DeleteUserSessions(bg, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SwapSession(bg, "swap-all", upgraded(b, "swap-all-new", base), base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SwapSession after DeleteUserSessions: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "swap-all-new", base, "after SwapSession of a session signed out everywhere")
+	if ids := listIDs(t, s, "bob", base); len(ids) != 0 {
+		t.Errorf("ListUserSessions(bob) = %q, want none", ids)
+	}
+
+	c := newSession("swap-exp", "carol", base)
+	c.Expires = base.Add(time.Hour)
+	putSession(t, s, c)
+	late := base.Add(2 * time.Hour)
+	if err := s.SwapSession(bg, "swap-exp", upgraded(c, "swap-exp-new", late), late); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SwapSession of a session expired at now: %v, want store.ErrNotFound", err)
+	}
+	sessionNotFound(t, s, "swap-exp-new", late, "after SwapSession of an expired session")
+}
+
+// A refused SwapSession changes nothing: the old session stays, usable.
+func testSessionSwapValidation(t *testing.T, s store.Store) {
+	base := now()
+	old := newSession("swap-v", "victor", base)
+	putSession(t, s, old)
+	mod := func(f func(*store.Session)) *store.Session {
+		c := upgraded(old, "swap-v-new", base)
+		f(c)
+		return c
+	}
+	cases := []struct {
+		name string
+		next *store.Session
+	}{
+		{"nil session", nil},
+		{"empty ID", mod(func(c *store.Session) { c.ID = "" })},
+		{"the old session's own ID", mod(func(c *store.Session) { c.ID = "swap-v" })},
+		{"another user", mod(func(c *store.Session) { c.User = "mallory" })},
+		{"StateNone", mod(func(c *store.Session) { c.State = store.StateNone })},
+		{"zero Expires", mod(func(c *store.Session) { c.Expires = time.Time{} })},
+	}
+	for _, c := range cases {
+		err := s.SwapSession(bg, "swap-v", c.next, base)
+		if err == nil {
+			t.Errorf("SwapSession with %s: no error, want a validation error", c.name)
+		} else if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("SwapSession with %s: %v; want an error wrapping store.ErrInvalid", c.name, err)
+		}
+	}
+	checkSession(t, "the old session after refused swaps", getSession(t, s, "swap-v", base), old)
+	sessionNotFound(t, s, "swap-v-new", base, "after only refused swaps")
+	if ids := listIDs(t, s, "mallory", base); len(ids) != 0 {
+		t.Errorf("ListUserSessions(mallory) = %q, want none", ids)
+	}
+	if err := s.SwapSession(bg, "swap-v", upgraded(old, "swap-v-ok", base), base); err != nil {
+		t.Errorf("SwapSession after refused ones: %v", err)
+	}
+}
+
+// Of concurrent swaps of one session exactly one succeeds, and only its
+// new session is left.
+func testSessionSwapConcurrent(t *testing.T, s store.Store) {
+	base := now()
+	old := newSession("swap-c", "alice", base)
+	old.State = store.StateSecondFactor
+	putSession(t, s, old)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	go1 := start()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-go1
+			errs[i] = s.SwapSession(bg, "swap-c", upgraded(old, fmt.Sprintf("swap-c-%d", i), base), base)
+		}()
+	}
+	close(go1)
+	wg.Wait()
+	var won []string
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won = append(won, fmt.Sprintf("swap-c-%d", i))
+		case !errors.Is(err, store.ErrNotFound):
+			t.Errorf("concurrent SwapSession %d: %v, want nil or store.ErrNotFound", i, err)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d of %d concurrent swaps of one session succeeded (%q), want exactly 1", len(won), n, won)
+	}
+	if ids := listIDs(t, s, "alice", base); !slices.Equal(ids, won) {
+		t.Errorf("ListUserSessions after concurrent swaps = %q, want only the winner %q", ids, won)
+	}
+}
+
+// "Sign out everywhere" racing a second factor being passed: whichever
+// comes first, no session of the user is left when both are done.
+func testSessionSwapDuringDeleteUserSessions(t *testing.T, s store.Store) {
+	base := now()
+	const rounds = 40
+	for i := range rounds {
+		user := fmt.Sprintf("racer-%d", i)
+		old := newSession(user+"-half", user, base)
+		old.State = store.StateSecondFactor
+		putSession(t, s, old)
+		putSession(t, s, newSession(user+"-other", user, base))
+		var wg sync.WaitGroup
+		var swapErr, delErr error
+		go1 := start()
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-go1
+			swapErr = s.SwapSession(bg, old.ID, upgraded(old, user+"-full", base), base)
+		}()
+		go func() {
+			defer wg.Done()
+			<-go1
+			_, delErr = s.DeleteUserSessions(bg, user)
+		}()
+		close(go1)
+		wg.Wait()
+		if delErr != nil {
+			t.Fatalf("round %d: DeleteUserSessions: %v", i, delErr)
+		}
+		if swapErr != nil && !errors.Is(swapErr, store.ErrNotFound) {
+			t.Fatalf("round %d: SwapSession: %v, want nil or store.ErrNotFound", i, swapErr)
+		}
+		if ids := listIDs(t, s, user, base); len(ids) != 0 {
+			t.Fatalf("round %d: %q left after sign out everywhere raced a swap (swap: %v)", i, ids, swapErr)
+		}
+		sessionNotFound(t, s, user+"-full", base, "after sign out everywhere raced its swap")
 	}
 }
