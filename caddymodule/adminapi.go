@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/twostep-auth/twostep/account"
 )
@@ -28,6 +30,7 @@ func init() {
 //	GET    /twostep/recovery                    (every request)
 //	GET    /twostep/recovery/{id}
 //	POST   /twostep/recovery/{id}/approve|deny  (body: the reason)
+//	GET    /twostep/backup                      (a copy of the bolt file)
 type adminAPI struct {
 	ctx caddy.Context
 }
@@ -60,9 +63,13 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiErr(http.StatusNotFound, "the twostep app is not configured")
 	}
-	svc := appIface.(*App).Service()
+	app := appIface.(*App)
+	svc := app.Service()
 	if svc == nil {
 		return apiErr(http.StatusServiceUnavailable, "the twostep app is not running")
+	}
+	if r.URL.Path == "/twostep/backup" {
+		return serveBackup(w, r, app)
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/twostep/"), "/")
 	if len(parts) >= 1 && parts[0] == "recovery" {
@@ -103,6 +110,37 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusServiceUnavailable, "%v", opErr)
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// serveBackup streams a consistent copy of the store file, with its size
+// as Content-Length so that a cut-off copy is noticed.
+func serveBackup(w http.ResponseWriter, r *http.Request, app *App) error {
+	if r.Method != http.MethodGet {
+		return apiErr(http.StatusMethodNotAllowed, "backup is GET")
+	}
+	started := false
+	n, err := app.Backup(r.Context(), func(size int64) io.Writer {
+		started = true
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		h.Set("Content-Disposition", `attachment; filename="twostep.db"`)
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return w
+	})
+	switch {
+	case errors.Is(err, errNoFile):
+		return apiErr(http.StatusConflict, "the store is Redis: back up Redis itself (RDB snapshot or AOF)")
+	case err != nil && !started:
+		return apiErr(http.StatusServiceUnavailable, "%v", err)
+	case err != nil:
+		// The status is out; the short body tells the client.
+		app.logger.Error("backup cut off", zap.Int64("bytes", n), zap.Error(err))
+	default:
+		app.logger.Info("backup written", zap.Int64("bytes", n))
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,6 +108,8 @@ type appRun struct {
 	// idents memoises what allowed requests carry per user.
 	idents identities
 	cancel context.CancelFunc
+	// bolt is the embedded store file while running on it (nil on Redis).
+	bolt *bolt.DB
 }
 
 // OIDCConfig is one `oidc <name> { … }` block.
@@ -478,6 +481,7 @@ func (a *App) Validate() error {
 type pooledStore struct {
 	*cache.Store
 	stop context.CancelFunc
+	bolt *bolt.DB // the file under the cache; nil on Redis
 }
 
 // Destruct closes the store when the last configuration using it is gone.
@@ -525,7 +529,7 @@ func (a *App) Start() error {
 		})
 		// This process is the file's only writer: every change goes
 		// through the cache, which may keep sessions for long.
-		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel}, nil
+		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel, bolt: db}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
@@ -585,6 +589,7 @@ func (a *App) Start() error {
 	a.run.mu.Lock()
 	a.run.service.Store(svc)
 	a.run.cancel = cancel
+	a.run.bolt = st.bolt
 	a.run.mu.Unlock()
 	return nil
 }
@@ -619,6 +624,7 @@ func (a *App) Stop() error {
 		a.run.cancel()
 		a.run.cancel = nil
 	}
+	a.run.bolt = nil
 	if a.run.service.Swap(nil) != nil {
 		if _, err := stores.Delete(a.poolKey); err != nil {
 			return err
@@ -638,6 +644,22 @@ func (a *App) Cleanup() error {
 // Service returns the running account service, or nil before Start or
 // after Stop (callers answer 503).
 func (a *App) Service() *account.Service { return a.run.service.Load() }
+
+// errNoFile: the running store is not the embedded file.
+var errNoFile = errors.New("the store is not the embedded bolt file")
+
+// Backup writes a consistent copy of the embedded store file while it
+// stays in use (see bolt.DB.Backup); errNoFile on Redis, whose own
+// persistence is the backup.
+func (a *App) Backup(ctx context.Context, start func(size int64) io.Writer) (int64, error) {
+	a.run.mu.Lock()
+	db := a.run.bolt
+	a.run.mu.Unlock()
+	if db == nil {
+		return 0, errNoFile
+	}
+	return db.Backup(ctx, start)
+}
 
 // Interface guards.
 var (

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/twostep-auth/twostep/account"
+	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -40,15 +41,19 @@ Manages twostep from the shell.
   caddy twostep recovery show <id>
   caddy twostep recovery approve <id> [--reason R]
   caddy twostep recovery deny <id> --reason R
+  caddy twostep backup <file>
+  caddy twostep compact <store file> <new file>
 
 The user commands edit the users file named by the twostep global option
 of --config (default ./Caddyfile), or the one given with --users-file.
-The devices, reset-2sv and recovery commands ask the running server through its
-admin endpoint (from --address, or the admin option of --config).
+The devices, reset-2sv, recovery and backup commands ask the running server
+through its admin endpoint (from --address, or the admin option of --config).
+backup writes a consistent copy of the embedded store while Caddy runs;
+compact writes a store file (stopped, or a backup) without its free space.
 Passwords are read from the terminal without echo, or from stdin.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(hashPasswordCmd(), userCmd(), devicesCmd(), resetCmd(), recoveryCmd())
+			cmd.AddCommand(hashPasswordCmd(), userCmd(), devicesCmd(), resetCmd(), recoveryCmd(), backupCmd(), compactCmd())
 		},
 	})
 }
@@ -412,4 +417,90 @@ func recoveryCmd() *cobra.Command {
 	}
 	c.AddCommand(list, show, decide("approve"), decide("deny"))
 	return c
+}
+
+func backupCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "backup <file>",
+		Short: "Writes a consistent copy of the running server's embedded store to a new file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := backupTo(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%d bytes)\n", args[0], n)
+			return nil
+		},
+	}
+	adminFlags(c)
+	return c
+}
+
+// backupTo downloads the backup into file, which must not exist: first
+// into file.partial, renamed when complete and checked to open as a store.
+func backupTo(cmd *cobra.Command, file string) (int64, error) {
+	if _, err := os.Lstat(file); err == nil {
+		return 0, fmt.Errorf("%s exists: give a new file", file)
+	}
+	addr, _ := cmd.Flags().GetString("address")
+	cfg, _ := cmd.Flags().GetString("config")
+	adapter, _ := cmd.Flags().GetString("adapter")
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+	if err != nil {
+		return 0, err
+	}
+	res, err := caddycmd.AdminAPIRequest(adminAddr, "GET", "/twostep/backup", nil, nil)
+	if err != nil {
+		return 0, fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, adminAddr)
+	}
+	defer res.Body.Close()
+	tmp := file + ".partial"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(f, res.Body)
+	if err == nil && res.ContentLength >= 0 && n != res.ContentLength {
+		err = fmt.Errorf("the copy was cut off after %d of %d bytes", n, res.ContentLength)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = bolt.Check(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	return n, nil
+}
+
+func compactCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "compact <store file> <new file>",
+		Short: "Writes a store file without its free space (Caddy stopped, or a backup)",
+		Long: `
+Writes the embedded store file to a new file without the space of deleted
+records, which a store file keeps (it never shrinks by itself). The store
+file must not be in use: stop Caddy first, or compact a backup. To shrink
+the live store, stop Caddy, compact, and put the new file in place of the
+old one.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			before, after, err := bolt.Compact(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d bytes (%s had %d)\n", args[1], after, args[0], before)
+			return nil
+		},
+	}
 }

@@ -1,13 +1,17 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twostep-auth/twostep/internal/store/bolt"
 )
 
 // outboxConfig is the standard fixture with the developer outbox (which
@@ -185,6 +189,33 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	if _, err := exec.Command(bin, "twostep", "devices", "list", "nobody", "--address", "localhost:2999").CombinedOutput(); err == nil {
 		t.Fatal("an unknown user was listed")
+	}
+	// A backup of the running store holds bob's sessions; it compacts.
+	dir := t.TempDir()
+	backup := filepath.Join(dir, "backup.db")
+	if out := run("backup", backup); !strings.Contains(out, "wrote "+backup) {
+		t.Fatalf("backup:\n%s", out)
+	}
+	if _, err := exec.Command(bin, "twostep", "backup", backup, "--address", "localhost:2999").CombinedOutput(); err == nil {
+		t.Fatal("backup overwrote an existing file")
+	}
+	compacted := filepath.Join(dir, "compacted.db")
+	if out, err := exec.Command(bin, "twostep", "compact", backup, compacted).CombinedOutput(); err != nil {
+		t.Fatalf("compact: %v\n%s", err, out)
+	}
+	for _, p := range []string{backup, compacted} {
+		if err := bolt.Check(p); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(p, bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := db.ListUserSessions(context.Background(), "bob", time.Now())
+		db.Close()
+		if err != nil || len(list) == 0 {
+			t.Fatalf("%s holds %d sessions of bob (%v)", filepath.Base(p), len(list), err)
+		}
 	}
 	run("reset-2sv", "bob")
 	wantError(t, c.get(site+"/reports"), http.StatusUnauthorized, "unauthenticated")
