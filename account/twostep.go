@@ -76,8 +76,16 @@ type Senders struct {
 // maxCodeTries is how many wrong tries one code survives.
 const maxCodeTries = 5
 
-// maxFactorFailures locks an account's second factor (SPEC §4).
+// maxFactorFailures locks an account's second factor (SPEC §4), and a
+// client address's.
 const maxFactorFailures = 100
+
+// maxFactorFailuresPerUserIP is how many of one account's failures count
+// toward its client address's counter per ban_time: locking an address
+// takes failures of maxFactorFailures/maxFactorFailuresPerUserIP accounts,
+// so one account behind a shared address (an office's NAT) cannot lock
+// everyone else behind it.
+const maxFactorFailuresPerUserIP = 10
 
 // record is a user's two-step state in the store (key "2sv:<user>").
 type record struct {
@@ -257,7 +265,17 @@ func (s *Service) factorLocked(ctx context.Context, user string, c Client) error
 func (s *Service) factorFailed(ctx context.Context, user string, c Client) error {
 	now := s.now()
 	win := s.cfg.Regulation.BanTime
-	for _, k := range []string{"2fa:u:" + user, "2fa:ip:" + c.ip()} {
+	keys := []string{"2fa:u:" + user}
+	// This account's share of the address's counter; unlike the account's
+	// own counter it is not cleared by a success.
+	share, _, err := s.store.Incr(ctx, "fail:2fa:ipu:"+c.ip()+":"+user, win, now)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	if share <= maxFactorFailuresPerUserIP {
+		keys = append(keys, "2fa:ip:"+c.ip())
+	}
+	for _, k := range keys {
 		n, _, err := s.store.Incr(ctx, "fail:"+k, win, now)
 		if err != nil {
 			return &UnavailableError{err}

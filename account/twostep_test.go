@@ -3,6 +3,7 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -445,5 +446,44 @@ func TestSealBindsOwner(t *testing.T) {
 	ct[len(ct)-1] ^= 1
 	if _, err := s.open(ct, "totp:alice"); err == nil {
 		t.Fatal("tampered value opened")
+	}
+}
+
+// One account behind a shared address (an office's NAT) cannot lock the
+// second factor of everyone else behind it: however often it fails, even
+// with successes in between that clear its own counter, it adds at most
+// maxFactorFailuresPerUserIP to the address's counter. Failures spread
+// over enough accounts from one address still lock the address.
+func TestFactorLockPerIPNeedsManyAccounts(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	for i := range 3 * maxFactorFailures {
+		if i%50 == 49 {
+			// A passed second factor clears the account's own counter.
+			if err := e.st.Delete(ctx, "fail:2fa:u:mallory"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.svc.factorFailed(ctx, "mallory", ip1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.svc.factorLocked(ctx, "bob", ip1); err != nil {
+		t.Fatalf("one account's failures locked another account at the same address: %v", err)
+	}
+	accounts := maxFactorFailures / maxFactorFailuresPerUserIP
+	for a := range accounts {
+		for range maxFactorFailuresPerUserIP {
+			if err := e.svc.factorFailed(ctx, fmt.Sprintf("guess-%d", a), ip2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var rl *RateLimitedError
+	if err := e.svc.factorLocked(ctx, "bob", ip2); !errors.As(err, &rl) {
+		t.Fatalf("%d failures over %d accounts from one address: %v, want it locked", maxFactorFailures, accounts, err)
+	}
+	if err := e.svc.factorLocked(ctx, "bob", ip1); err != nil {
+		t.Fatalf("another address was locked too: %v", err)
 	}
 }
