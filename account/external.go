@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,6 +131,64 @@ func (s *Service) externalUser(ctx context.Context, sess *store.Session) (*users
 		return nil, nil
 	}
 	return &u, nil
+}
+
+// ReauthWindow is how long a confirmation at the identity provider stands
+// in for the password of a user who has none here.
+const ReauthWindow = 5 * time.Minute
+
+// reauthKey is the session's Pending entry holding when the provider last
+// confirmed its user (unix nanoseconds).
+const reauthKey = "reauth"
+
+// Reauthenticated records on res's session that its provider has just
+// asked the user for their credentials again (the identity id came from a
+// re-authentication flow, checked for a fresh auth_time). For ReauthWindow
+// that confirms the actions that ask a password of users who have one
+// (turning two-step off, new backup codes). Only for users who exist only
+// at the provider, signed in, and only by the same provider account:
+// ErrForbidden otherwise.
+func (s *Service) Reauthenticated(ctx context.Context, res *Resolved, id ExternalIdentity, c Client) error {
+	if res == nil || res.Session == nil || !res.External ||
+		(res.Session.State != store.StateOneFactor && res.Session.State != store.StateTwoFactor) {
+		return ErrForbidden
+	}
+	if res.Session.Credential != externalCredential(id.Provider, id.Subject) {
+		s.audit.Warn("re-authentication refused", zap.String("user", res.Session.User), zap.String("provider", id.Provider),
+			zap.String("ip", c.ip()), zap.String("outcome", "other_account"))
+		return ErrForbidden
+	}
+	now := s.now()
+	next := res.Session.Clone()
+	if next.Pending == nil {
+		next.Pending = map[string]string{}
+	}
+	next.Pending[reauthKey] = strconv.FormatInt(now.UnixNano(), 10)
+	if err := s.store.ReplaceSession(ctx, next); errors.Is(err, store.ErrNotFound) {
+		return ErrNoSession
+	} else if err != nil {
+		return &UnavailableError{err}
+	}
+	res.Session = next
+	s.audit.Info("re-authenticated", zap.String("user", next.User), zap.String("provider", id.Provider),
+		zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	return nil
+}
+
+// recentlyReauthenticated reports whether sess was confirmed at its
+// provider within ReauthWindow (and not in the future).
+func (s *Service) recentlyReauthenticated(sess *store.Session) bool {
+	n, err := strconv.ParseInt(sess.Pending[reauthKey], 10, 64)
+	if err != nil {
+		return false
+	}
+	age := s.now().Sub(time.Unix(0, n))
+	return age >= 0 && age <= ReauthWindow
+}
+
+// RecentlyReauthenticated is recentlyReauthenticated for the pages.
+func (s *Service) RecentlyReauthenticated(res *Resolved) bool {
+	return res != nil && res.Session != nil && res.External && s.recentlyReauthenticated(res.Session)
 }
 
 // PutFlow keeps a sign-in flow's state (an OpenID Connect login in

@@ -39,6 +39,10 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNoMethod: the method is not available to this user.
 	ErrNoMethod = errors.New("method not available")
+	// ErrReauthRequired: the user has no password here (they exist only at
+	// their identity provider) and has not confirmed with the provider in
+	// the last ReauthWindow; see Reauthenticated.
+	ErrReauthRequired = errors.New("confirm with the identity provider first")
 )
 
 // InvalidInputError names what is wrong with an input (400).
@@ -962,6 +966,13 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, res *Resolved, pass
 // checkPassword re-checks the signed-in user's password (regulated like
 // sign-in).
 func (s *Service) checkPassword(ctx context.Context, res *Resolved, password string, c Client) error {
+	if res.External {
+		// No password here: a fresh confirmation at the provider stands in.
+		if !s.recentlyReauthenticated(res.Session) {
+			return ErrReauthRequired
+		}
+		return nil
+	}
 	if password == "" {
 		return &InvalidInputError{`Field "password" is required and must not be empty.`}
 	}

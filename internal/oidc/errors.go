@@ -32,6 +32,10 @@ var (
 	// ErrUnknownUser: the user is not in the users file and unknown users are
 	// not allowed.
 	ErrUnknownUser = errors.New("oidc: user is not known here")
+	// ErrStaleAuth: a re-authentication (StartReauth) came back without the
+	// provider having asked the user again: no auth_time, or one from
+	// before the flow started.
+	ErrStaleAuth = errors.New("oidc: the provider did not ask for the credentials again")
 	// ErrUnavailable: discovery has not succeeded (the provider is
 	// unreachable or misconfigured). Returned by Discover, Start and Finish.
 	ErrUnavailable = errors.New("oidc: provider unavailable")

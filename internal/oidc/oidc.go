@@ -72,7 +72,14 @@ type Flow struct {
 	ReturnURL string
 	// Created is when Start ran; Finish refuses flows older than FlowLifetime.
 	Created time.Time
+	// Reauth: StartReauth began the flow, and Finish demands an auth_time
+	// no earlier than Created.
+	Reauth bool `json:",omitempty"`
 }
+
+// reauthSkew is how far the provider's clock may be behind ours when
+// Finish compares auth_time with the flow's start.
+const reauthSkew = time.Minute
 
 // Identity is who the provider says signed in, mapped to twostep's terms.
 type Identity struct {
@@ -100,6 +107,9 @@ type Identity struct {
 	MFA bool
 	// Known is true when Config.KnownUser found Username in the users file.
 	Known bool
+	// AuthTime is the ID token's auth_time (when the user last gave the
+	// provider their credentials), or zero if absent.
+	AuthTime time.Time
 	// IDToken is the raw ID token, for the id_token_hint of RP-initiated
 	// logout. Never log it.
 	IDToken string
@@ -297,6 +307,18 @@ func (p *Provider) oauth2Config(d *discovery, redirectURI string) *oauth2.Config
 // keep. redirectURI must be an absolute http(s) URL registered at the
 // provider.
 func (p *Provider) Start(ctx context.Context, redirectURI, returnURL string) (string, *Flow, error) {
+	return p.start(ctx, redirectURI, returnURL, false)
+}
+
+// StartReauth is Start for confirming who is already signed in: the
+// provider is told to ask for the user's credentials again even if it has
+// a session of its own (prompt=login, max_age=0), and Finish refuses an
+// answer whose auth_time does not show that it did.
+func (p *Provider) StartReauth(ctx context.Context, redirectURI, returnURL string) (string, *Flow, error) {
+	return p.start(ctx, redirectURI, returnURL, true)
+}
+
+func (p *Provider) start(ctx context.Context, redirectURI, returnURL string, reauth bool) (string, *Flow, error) {
 	if err := checkRedirectURI(redirectURI); err != nil {
 		return "", nil, err
 	}
@@ -320,8 +342,13 @@ func (p *Provider) Start(ctx context.Context, redirectURI, returnURL string) (st
 		RedirectURI: redirectURI,
 		ReturnURL:   returnURL,
 		Created:     time.Now(),
+		Reauth:      reauth,
 	}
-	authURL := p.oauth2Config(d, redirectURI).AuthCodeURL(state, gooidc.Nonce(nonce), oauth2.S256ChallengeOption(flow.Verifier))
+	opts := []oauth2.AuthCodeOption{gooidc.Nonce(nonce), oauth2.S256ChallengeOption(flow.Verifier)}
+	if reauth {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	}
+	authURL := p.oauth2Config(d, redirectURI).AuthCodeURL(state, opts...)
 	return authURL, flow, nil
 }
 
@@ -440,6 +467,17 @@ func (p *Provider) Finish(ctx context.Context, flow *Flow, query url.Values, now
 	id.Provider = p.cfg.Name
 	id.Subject = idt.Subject
 	id.IDToken = raw
+	if at, ok := claims["auth_time"].(float64); ok && at > 0 && at < 1<<40 {
+		id.AuthTime = time.Unix(int64(at), 0)
+	}
+	if flow.Reauth {
+		if id.AuthTime.IsZero() {
+			return nil, fmt.Errorf("%w: the ID token has no auth_time", ErrStaleAuth)
+		}
+		if id.AuthTime.Before(flow.Created.Add(-reauthSkew)) {
+			return nil, fmt.Errorf("%w: auth_time %s is before the confirmation started", ErrStaleAuth, id.AuthTime.UTC().Format(time.RFC3339))
+		}
+	}
 	id.Known = p.cfg.KnownUser != nil && p.cfg.KnownUser(id.Username)
 	if !id.Known && !p.cfg.AllowUnknownUsers {
 		return nil, fmt.Errorf("%w: %q is not in the users file", ErrUnknownUser, id.Username)

@@ -59,6 +59,8 @@ func newFixture(t *testing.T) *fixture {
 		{Username: "erin", Email: "erin@example.com", EmailVerified: "true", AMR: []string{"pwd"}, ACR: "urn:example:mfa"},
 		{Username: "eve", NoPreferredUsername: true, Email: "a@evil.com@example.com", EmailVerified: true},
 		{Username: "john smith", Email: "john@example.com", EmailVerified: true},
+		{Username: "sso", Email: "sso@example.com", EmailVerified: true, AuthTime: time.Now().Add(-time.Hour)},
+		{Username: "noauthtime", Email: "nat@example.com", EmailVerified: true, NoAuthTime: true},
 	} {
 		u.Password = "pw-" + strings.ReplaceAll(u.Username, " ", "")
 		o.AddUser(u)
@@ -695,5 +697,53 @@ func TestIssuerMismatch(t *testing.T) {
 	defer cancel()
 	if err := p.Discover(ctx); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "misconfigured") {
 		t.Fatalf("Discover = %v, want an issuer mismatch", err)
+	}
+}
+
+// StartReauth asks the provider to ask again (prompt=login, max_age=0),
+// and Finish accepts only an answer whose auth_time shows that it did.
+func TestReauth(t *testing.T) {
+	f := newFixture(t)
+	p := f.provider(t, "twostep", func(c *Config) { c.AllowUnknownUsers = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reauth := func(user string) (*Identity, error) {
+		t.Helper()
+		authURL, flow, err := p.StartReauth(ctx, f.redirectURI, "/.twostep/settings")
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _ := url.Parse(authURL)
+		if q.Query().Get("prompt") != "login" || q.Query().Get("max_age") != "0" || !flow.Reauth {
+			t.Fatalf("reauth authorization URL %s, flow %+v", authURL, flow)
+		}
+		return finish(t, p, flow, f.browse(t, authURL, user), time.Time{})
+	}
+	id, err := reauth("Alice")
+	if err != nil {
+		t.Fatalf("a fresh re-authentication: %v", err)
+	}
+	if time.Since(id.AuthTime) > time.Minute || id.Username != "alice" {
+		t.Fatalf("identity %+v", id)
+	}
+	for _, user := range []string{"sso", "noauthtime"} {
+		if _, err := reauth(user); !errors.Is(err, ErrStaleAuth) {
+			t.Errorf("re-authentication of %s (provider answered from its own session / without auth_time): %v, want ErrStaleAuth", user, err)
+		}
+	}
+	// An ordinary sign-in does not ask for either, and still reports auth_time.
+	authURL, flow, err := p.Start(ctx, f.redirectURI, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := url.Parse(authURL); q.Query().Has("prompt") || q.Query().Has("max_age") || flow.Reauth {
+		t.Fatalf("a sign-in asked for re-authentication: %s", authURL)
+	}
+	id, err = finish(t, p, flow, f.browse(t, authURL, "sso"), time.Time{})
+	if err != nil {
+		t.Fatalf("an ordinary sign-in with an old auth_time: %v", err)
+	}
+	if time.Since(id.AuthTime) < 50*time.Minute {
+		t.Fatalf("AuthTime %v, want the provider's (an hour ago)", id.AuthTime)
 	}
 }

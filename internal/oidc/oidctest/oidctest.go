@@ -117,6 +117,11 @@ type User struct {
 	Groups        any // []string, string, or nil for absent
 	AMR           []string
 	ACR           string
+	// AuthTime, if set, is the auth_time every sign-in reports (a provider
+	// that answers from an old session of its own); NoAuthTime leaves the
+	// claim out.
+	AuthTime   time.Time
+	NoAuthTime bool
 }
 
 // Server is a running provider.
@@ -463,6 +468,12 @@ func (s *storage) login(requestID, username, password string) error {
 	}
 	req.userID, req.amr, req.acr = u.Subject, slices.Clone(u.AMR), u.ACR
 	req.authTime = time.Now()
+	if !u.AuthTime.IsZero() {
+		req.authTime = u.AuthTime
+	}
+	if u.NoAuthTime {
+		req.authTime = time.Time{}
+	}
 	req.done = true
 	return nil
 }
