@@ -167,6 +167,9 @@ func (p *Portal) pageError(w http.ResponseWriter, d *pageData, err error, method
 	case errors.Is(err, account.ErrInvalidCredentials):
 		d.Error = "Incorrect password."
 		return http.StatusUnauthorized
+	case errors.Is(err, account.ErrReauthRequired):
+		d.Error = "Confirm it's you with your sign-in provider first (the button below), then try again."
+		return http.StatusForbidden
 	case errors.As(err, &rl) && rl.TooManyTries():
 		d.Error = "That code was tried too many times. Ask for a new one."
 		w.Header().Set("Retry-After", retryAfterSeconds(rl.RetryAfter))

@@ -44,7 +44,9 @@ func (p *Portal) provider(name string) *oidc.Provider {
 }
 
 // oidcPage serves POST /.twostep/oidc/{name} (the login button: start the
-// flow) and GET /.twostep/oidc/{name}/callback (the provider's answer).
+// flow; with reauth=1, the "Confirm with …" button of a signed-in user who
+// exists only at that provider) and GET /.twostep/oidc/{name}/callback
+// (the provider's answer).
 func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest string) {
 	name, sub, _ := strings.Cut(rest, "/")
 	pr := p.provider(name)
@@ -59,7 +61,20 @@ func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest 
 			return
 		}
 		ret := p.safeReturn(r, env, r.PostFormValue("return"))
-		authURL, flow, err := pr.Start(r.Context(), base+Prefix+"oidc/"+name+"/callback", ret)
+		start := pr.Start
+		if r.PostFormValue("reauth") == "1" {
+			res, err := p.resolve(r.Context(), r, env)
+			if err != nil {
+				p.answerErr(w, r, err)
+				return
+			}
+			if res == nil || !res.External || res.Session.Pending["provider"] != name {
+				p.fail(w, r, http.StatusForbidden, "forbidden", "Only a signed-in account of "+providerTitle(pr)+" can be confirmed there.")
+				return
+			}
+			start = pr.StartReauth
+		}
+		authURL, flow, err := start(r.Context(), base+Prefix+"oidc/"+name+"/callback", ret)
 		if err != nil {
 			p.log().Warn("provider unavailable", zap.String("provider", name), zap.Error(err))
 			p.renderLogin(w, r, env, ret, http.StatusServiceUnavailable, providerTitle(pr)+" is unavailable right now. Sign in with your password instead.")
@@ -109,6 +124,10 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 	}
 	ret := p.safeReturn(r, env, flow.ReturnURL)
 	id, err := pr.Finish(r.Context(), &flow, r.URL.Query(), time.Now())
+	if flow.Reauth {
+		p.reauthCallback(w, r, env, pr, id, err, ret)
+		return
+	}
 	if errors.Is(err, oidc.ErrUnknownUser) {
 		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.Error(err))
 		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account has no access to this site.")
@@ -144,8 +163,41 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 	http.Redirect(w, r, dest, http.StatusSeeOther)
 }
 
+// reauthCallback ends a confirmation flow: the signed-in session is marked
+// as confirmed (account.Reauthenticated) and the browser goes back.
+func (p *Portal) reauthCallback(w http.ResponseWriter, r *http.Request, env Env, pr *oidc.Provider, id *oidc.Identity, err error, ret string) {
+	if err != nil {
+		p.log().Info("provider confirmation refused", zap.String("provider", pr.Name()), zap.Error(err))
+		p.fail(w, r, http.StatusUnauthorized, "invalid_credentials", "Confirming with "+providerTitle(pr)+" did not work: "+oidcProblem(err))
+		return
+	}
+	res, err := p.resolve(r.Context(), r, env)
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	if res == nil {
+		http.Redirect(w, r, Prefix+"login?return="+url.QueryEscape(ret), http.StatusSeeOther)
+		return
+	}
+	err = p.Account.Reauthenticated(r.Context(), res, account.ExternalIdentity{
+		Provider: pr.Name(), Subject: id.Subject, Username: id.Username,
+	}, env.Client)
+	if errors.Is(err, account.ErrForbidden) {
+		p.fail(w, r, http.StatusForbidden, "forbidden", "You confirmed with another "+providerTitle(pr)+" account than the one signed in here.")
+		return
+	}
+	if err != nil {
+		p.answerErr(w, r, err)
+		return
+	}
+	http.Redirect(w, r, ret, http.StatusSeeOther)
+}
+
 func oidcProblem(err error) string {
 	switch {
+	case errors.Is(err, oidc.ErrStaleAuth):
+		return "it did not ask for your password again."
 	case errors.Is(err, oidc.ErrState):
 		return "the answer did not belong to this sign-in."
 	case errors.Is(err, oidc.ErrProviderError):

@@ -439,6 +439,8 @@ func (p *Portal) answerErr(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &rl):
 		w.Header().Set("Retry-After", retryAfterSeconds(rl.RetryAfter))
 		p.fail(w, r, http.StatusTooManyRequests, "rate_limited", "Too many attempts. Try again in "+humanDuration(rl.RetryAfter)+".")
+	case errors.Is(err, account.ErrReauthRequired):
+		p.fail(w, r, http.StatusForbidden, "forbidden", "Your account has no password here. Confirm with your sign-in provider first (POST /.twostep/oidc/<provider> with reauth=1, from this browser), then try again within "+humanDuration(account.ReauthWindow)+".")
 	case errors.Is(err, account.ErrNoSession):
 		// The session ended while the request ran (signed out elsewhere).
 		p.fail(w, r, http.StatusUnauthorized, "unauthenticated", "Your session has ended. Sign in again.")
@@ -568,6 +570,9 @@ type pageData struct {
 	Codes       []string
 	Phone       string
 	Devices     []account.DeviceView
+	// Reauth is set for a user who exists only at an identity provider:
+	// the provider that confirms them instead of a password.
+	Reauth *reauthView
 
 	// Outbox page.
 	Outbox []notify.OutboxEntry

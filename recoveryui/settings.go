@@ -67,6 +67,13 @@ func (p *Portal) settingsPage(w http.ResponseWriter, r *http.Request, env Env) {
 		return
 	}
 	d.TwoStep = info
+	if res.External {
+		d.Reauth = &reauthView{Name: res.Session.Pending["provider"], Confirmed: p.Account.RecentlyReauthenticated(res)}
+		d.Reauth.Label = d.Reauth.Name
+		if pr := p.provider(d.Reauth.Name); pr != nil {
+			d.Reauth.Label = providerTitle(pr)
+		}
+	}
 	if res.Session.State != store.StateEnrollment {
 		if d.Devices, err = p.Account.Devices(r.Context(), res, env.Client.Device); err != nil {
 			p.answerErr(w, r, err)
@@ -163,4 +170,10 @@ func groupSecret(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// reauthView is the "Confirm with …" button of the settings page.
+type reauthView struct {
+	Name, Label string
+	Confirmed   bool
 }

@@ -170,18 +170,18 @@ func (p *Portal) apiTwoStep(w http.ResponseWriter, r *http.Request, env Env) {
 		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "enabled" is required (true or false).`)
 		return
 	}
-	if !*req.Enabled {
-		if req.Password == nil || *req.Password == "" {
-			WriteError(w, http.StatusBadRequest, "invalid_request", `Field "password" is required to turn two-step off.`)
-			return
-		}
-		if req.Code == nil || *req.Code == "" {
-			WriteError(w, http.StatusBadRequest, "invalid_request", `Field "code" is required to turn two-step off.`)
-			return
-		}
+	if !*req.Enabled && (req.Code == nil || *req.Code == "") {
+		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "code" is required to turn two-step off.`)
+		return
 	}
 	res := p.needSession(w, r, env)
 	if res == nil {
+		return
+	}
+	// A user who exists only at an identity provider has no password here
+	// (a fresh confirmation there stands in: account.ErrReauthRequired).
+	if !*req.Enabled && !res.External && (req.Password == nil || *req.Password == "") {
+		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "password" is required to turn two-step off.`)
 		return
 	}
 	err := p.Account.SetTwoStep(r.Context(), res, *req.Enabled, deref(req.Password), deref(req.Code), env.Client)
@@ -299,15 +299,15 @@ func (p *Portal) apiBackupCodes(w http.ResponseWriter, r *http.Request, env Env)
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if req.Password == nil || *req.Password == "" {
-		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "password" is required and must not be empty.`)
-		return
-	}
 	res := p.needSession(w, r, env)
 	if res == nil {
 		return
 	}
-	codes, err := p.Account.RegenerateBackupCodes(r.Context(), res, *req.Password, env.Client)
+	if !res.External && (req.Password == nil || *req.Password == "") {
+		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "password" is required and must not be empty.`)
+		return
+	}
+	codes, err := p.Account.RegenerateBackupCodes(r.Context(), res, deref(req.Password), env.Client)
 	if err != nil {
 		p.answerUseCase(w, r, res, err)
 		return

@@ -605,3 +605,66 @@ func closedLoopback(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+// A user who exists only at the provider has no password here: the
+// actions that ask for one ask for a fresh confirmation at the provider
+// (prompt=login), by the same provider account.
+func TestOIDCReauth(t *testing.T) {
+	f := start(t)
+	o := startOP(t)
+	oidcUsers(o)
+	f.load(f.outboxConfig(oidcBlock(o.Issuer, "allow_unknown_users")))
+	c := newClient(t)
+	wantStatus(t, c.oidcSignIn(o, "mallory", "/reports"), http.StatusSeeOther)
+	enrolSMS(t, c) // two-step on: the settings page offers turning it off and new backup codes
+	wantError(t, c.postJSON("/.twostep/api/backup_codes", `{}`), http.StatusForbidden, "forbidden")
+	// The settings page offers the confirmation in place of a password field.
+	page := c.browse(site + "/.twostep/settings")
+	wantStatus(t, page, http.StatusOK)
+	if !strings.Contains(string(page.body), "Confirm with Example") || strings.Contains(string(page.body), `type="password"`) {
+		t.Fatalf("the settings page of a provider-only account: %s", pageText(page.body))
+	}
+	m := csrfField.FindSubmatch(page.body)
+	if m == nil {
+		t.Fatal("no csrf field on the settings page")
+	}
+	confirm := func(as string) *response {
+		t.Helper()
+		form := url.Values{"csrf": {string(m[1])}, "reauth": {"1"}, "return": {"/.twostep/settings"}}
+		r := c.do(http.MethodPost, site+oidcStartPath, strings.NewReader(form.Encode()),
+			"Content-Type", "application/x-www-form-urlencoded", "Origin", "null", "Sec-Fetch-Site", "same-origin", "Accept", "text/html")
+		wantStatus(t, r, http.StatusSeeOther)
+		loc, _ := url.Parse(r.Header.Get("Location"))
+		if q := loc.Query(); q.Get("prompt") != "login" || q.Get("max_age") != "0" {
+			t.Fatalf("the confirmation does not make the provider ask again: %s", loc)
+		}
+		return c.browse(c.atOP(o, loc.String(), as, o.Password(as)))
+	}
+	// Someone else's provider account does not confirm mallory.
+	wantStatus(t, confirm("alice"), http.StatusForbidden)
+	wantError(t, c.postJSON("/.twostep/api/backup_codes", `{}`), http.StatusForbidden, "forbidden")
+	r := confirm("mallory")
+	wantStatus(t, r, http.StatusSeeOther)
+	if loc := r.Header.Get("Location"); loc != "/.twostep/settings" {
+		t.Fatalf("after the confirmation: Location %q", loc)
+	}
+	wantLevel(t, c, "mallory", "two_factor") // the same session, still signed in
+	res := wantJSON(t, c.postJSON("/.twostep/api/backup_codes", `{}`), http.StatusOK)
+	codes, _ := res["codes"].([]any)
+	if len(codes) != 10 {
+		t.Fatalf("backup codes after the confirmation: %v", res)
+	}
+	// Turning two-step off: a code, and the confirmation (still fresh).
+	res = wantJSON(t, c.postJSON("/.twostep/api/two_step", map[string]any{"enabled": false, "code": codes[0]}), http.StatusOK)
+	if res["enabled"] != false {
+		t.Fatalf("two_step off after the confirmation: %v", res)
+	}
+	// A users-file user cannot ask for a confirmation instead of the password.
+	a := newClient(t)
+	wantStatus(t, a.oidcSignIn(o, "alice", "/reports"), http.StatusSeeOther)
+	page = a.browse(site + "/.twostep/settings")
+	m = csrfField.FindSubmatch(page.body)
+	form := url.Values{"csrf": {string(m[1])}, "reauth": {"1"}, "return": {"/.twostep/settings"}}
+	wantStatus(t, a.do(http.MethodPost, site+oidcStartPath, strings.NewReader(form.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded", "Origin", "null", "Sec-Fetch-Site", "same-origin", "Accept", "text/html"), http.StatusForbidden)
+}
