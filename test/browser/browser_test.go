@@ -80,6 +80,10 @@ func TestBrowser(t *testing.T) {
 		ctx := newBrowser(t, chromium)
 		journeyOIDC(t, ctx, idp)
 	})
+	t.Run("a user who exists only at Example ID turns two-step on and confirms with Example ID instead of a password to make new backup codes", func(t *testing.T) {
+		ctx := newBrowser(t, chromium)
+		journeyOIDCConfirm(t, ctx, idp)
+	})
 }
 
 func journeySignInAndOut(t *testing.T, ctx context.Context) {

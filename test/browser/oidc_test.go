@@ -38,6 +38,12 @@ const (
 	idpClientSecret = "browser test client secret"
 	idpRedirectURI  = site + "/.twostep/oidc/example/callback"
 	idpLabel        = "Sign in with Example"
+
+	// quinn exists only at the provider (allow_unknown_users): she has no
+	// password here, and confirms with the provider instead.
+	idpOnlyUser     = "quinn"
+	idpOnlyPassword = "quinn's password at Example ID"
+	idpOnlyPhone    = "+15550008888"
 )
 
 // oidcUsersEntry is olivia's users-file entry (the shared test password).
@@ -59,6 +65,7 @@ func oidcCaddyBlock(issuer string) string {
 			client_secret "%s"
 			scopes openid email profile
 			label "%s"
+			allow_unknown_users
 		}`, issuer, idpClientID, idpClientSecret, idpLabel)
 }
 
@@ -134,6 +141,83 @@ func journeyOIDC(t *testing.T, ctx context.Context, idp *oidctest.Server) {
 	lap("signed out")
 }
 
+// journeyOIDCConfirm: quinn, who exists only at the provider, signs in
+// there, turns two-step on in Login & security, and makes new backup codes,
+// which for others takes their password: she confirms with the provider
+// instead, which asks for her credentials again.
+func journeyOIDCConfirm(t *testing.T, ctx context.Context, idp *oidctest.Server) {
+	began := time.Now()
+	lap := func(what string) { t.Logf("%-48s %6v", what, time.Since(began).Round(time.Millisecond)) }
+	atProvider := func(what string) {
+		t.Helper()
+		loc := run(t, ctx, "read the location", chromedp.Location())
+		if !strings.HasPrefix(loc, idp.Issuer+"/login?") {
+			t.Fatalf("%s: the browser is at %s, want the provider's login page (page: %s)", what, loc, pageState(ctx))
+		}
+		do(t, ctx, "type quinn's credentials at the provider",
+			chromedp.WaitVisible(chromedp.CSS(`#op-username`)),
+			chromedp.SendKeys(chromedp.CSS(`#op-username`), idpOnlyUser),
+			chromedp.SendKeys(chromedp.CSS(`#op-password`), idpOnlyPassword),
+		)
+		clickTo(t, ctx, "sign in at the provider", button("Continue"), http.StatusOK)
+	}
+	do(t, ctx, "open the protected page",
+		chromedp.Navigate(site+"/reports"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=username]`)),
+	)
+	clickTo(t, ctx, "click "+idpLabel, button(idpLabel), http.StatusOK)
+	atProvider("signing in")
+	wantPath(t, ctx, "/reports")
+	wantUser(t, ctx, idpOnlyUser)
+	lap("signed in at the provider (no account here)")
+
+	// Two-step on with a phone.
+	do(t, ctx, "open Login & security and type the phone",
+		chromedp.Navigate(site+"/.twostep/settings"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=phone]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=phone]`), idpOnlyPhone),
+		chromedp.Click(chromedp.CSS(`input[name=method][value=sms]`)),
+	)
+	prev := newestOutbox(t, ctx, "sms", idpOnlyPhone)
+	submit(t, ctx, `click "Send a code"`, button("Send a code"), http.StatusOK)
+	msg := waitOutbox(t, ctx, "sms", idpOnlyPhone, prev)
+	do(t, ctx, "type the enrolment code",
+		chromedp.WaitVisible(chromedp.CSS(`input[name=code]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=code]`), msg.Code),
+	)
+	submit(t, ctx, `click "Confirm the number"`, button("Confirm the number"), http.StatusOK)
+	wantBodyContains(t, ctx, "Your phone number is confirmed.")
+	lap("two-step on")
+
+	// New backup codes: no password field, a confirmation with the provider.
+	do(t, ctx, "reload Login & security", chromedp.Navigate(site+"/.twostep/settings"), chromedp.WaitVisible(button("Make new backup codes")))
+	if n := run(t, ctx, "count password fields", chromedp.Evaluate[int](`document.querySelectorAll('input[type=password]').length`)); n != 0 {
+		t.Fatalf("the settings page of an account without a password here has %d password fields (page: %s)", n, pageState(ctx))
+	}
+	if !run(t, ctx, "read the backup button's state", chromedp.Evaluate[bool](
+		`Array.from(document.querySelectorAll("button")).find(b => b.textContent.trim() === "Make new backup codes").disabled`)) {
+		t.Fatalf("new backup codes can be asked for before the confirmation (page: %s)", pageState(ctx))
+	}
+	wantBodyContains(t, ctx, "Your account has no password here.")
+	screenshot(t, ctx, "25-oidc-confirm.png")
+	confirm := chromedp.Search(`//section[h2[normalize-space()="Backup codes"]]//button[normalize-space()="Confirm with Example"]`)
+	clickTo(t, ctx, `click "Confirm with Example"`, confirm, http.StatusOK)
+	atProvider("confirming")
+	wantPath(t, ctx, "/.twostep/settings")
+	wantBodyContains(t, ctx, "Confirmed with Example")
+	lap("confirmed at the provider")
+
+	submit(t, ctx, `click "Make new backup codes"`, button("Make new backup codes"), http.StatusOK)
+	wantBodyContains(t, ctx, "New backup codes are ready")
+	codes := run(t, ctx, "read the backup codes", chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll('ul.backup code'), c => c.textContent.trim())`))
+	if len(codes) != 10 {
+		t.Fatalf("the page shows %d backup codes, want 10 (page: %s)", len(codes), pageState(ctx))
+	}
+	screenshot(t, ctx, "26-oidc-confirmed-codes.png")
+	lap("new backup codes")
+}
+
 // clickTo clicks and waits, at most 15 s, for the page the click loads,
 // wherever the redirects lead, and checks its status. A navigation that
 // the browser blocks (a CSP violation, say) fails here instead of hanging.
@@ -199,8 +283,12 @@ func startIdP(t *testing.T) *oidctest.Server {
 			RedirectURIs:           []string{idpRedirectURI},
 			PostLogoutRedirectURIs: []string{site + "/.twostep/login?signed_out=1"},
 		}},
-		Users: []oidctest.User{{Username: oidcUser, Password: oidcIdPPassword,
-			Email: "olivia@idp.example", EmailVerified: true, Name: "Olivia at Example ID", AMR: []string{"pwd"}}},
+		Users: []oidctest.User{
+			{Username: oidcUser, Password: oidcIdPPassword,
+				Email: "olivia@idp.example", EmailVerified: true, Name: "Olivia at Example ID", AMR: []string{"pwd"}},
+			{Username: idpOnlyUser, Password: idpOnlyPassword,
+				Email: "quinn@idp.example", EmailVerified: true, Name: "Quinn Contractor", AMR: []string{"pwd"}},
+		},
 	})
 
 	// Discovery works before Caddy is started on it.
