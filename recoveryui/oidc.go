@@ -68,7 +68,8 @@ func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest 
 				p.answerErr(w, r, err)
 				return
 			}
-			if res == nil || !res.External || res.Session.Pending["provider"] != name {
+			if res == nil || !res.External || res.Session.Pending["provider"] != name ||
+				(res.Session.State != store.StateOneFactor && res.Session.State != store.StateTwoFactor) {
 				p.fail(w, r, http.StatusForbidden, "forbidden", "Only a signed-in account of "+providerTitle(pr)+" can be confirmed there.")
 				return
 			}
