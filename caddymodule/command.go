@@ -285,12 +285,17 @@ func adminFlags(c *cobra.Command) {
 	c.PersistentFlags().String("address", "", "the admin endpoint (default: from --config, else localhost:2019)")
 }
 
-// adminCall sends one request to the running server's twostep admin API.
-func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
+// adminAddress is the running server's admin endpoint, from the flags.
+func adminAddress(cmd *cobra.Command) (string, error) {
 	addr, _ := cmd.Flags().GetString("address")
 	cfg, _ := cmd.Flags().GetString("config")
 	adapter, _ := cmd.Flags().GetString("adapter")
-	adminAddr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+	return caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+}
+
+// adminCall sends one request to the running server's twostep admin API.
+func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
+	adminAddr, err := adminAddress(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -443,10 +448,7 @@ func backupTo(cmd *cobra.Command, file string) (int64, error) {
 	if _, err := os.Lstat(file); err == nil {
 		return 0, fmt.Errorf("%s exists: give a new file", file)
 	}
-	addr, _ := cmd.Flags().GetString("address")
-	cfg, _ := cmd.Flags().GetString("config")
-	adapter, _ := cmd.Flags().GetString("adapter")
-	adminAddr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+	adminAddr, err := adminAddress(cmd)
 	if err != nil {
 		return 0, err
 	}
