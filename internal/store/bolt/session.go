@@ -25,40 +25,41 @@ func sessionExpired(s *store.Session, now time.Time) bool {
 // error on a nil record, an empty or oversized ID or User, a User containing
 // NUL, an invalid State or a zero Expires; the store is then unchanged.
 func (db *DB) PutSession(ctx context.Context, s *store.Session) error {
-	if err := db.check(ctx); err != nil {
-		return err
-	}
-	if err := store.ValidateSession(s); err != nil {
-		return err
-	}
-	enc := encodeSession(s)
-	if len(enc) > MaxValueLen {
-		return invalid("session %q encodes to %d bytes (max %d)", s.ID, len(enc), MaxValueLen)
-	}
-	return db.update(func(tx *bbolt.Tx) error {
-		return putSessionTx(tx, s.ID, s.User, s.ExpiresAt(), enc)
-	})
+	return db.putSession(ctx, s, false)
 }
 
 // ReplaceSession replaces the session stored under s.ID, in the same
 // write transaction that finds it there; store.ErrNotFound when it is not.
 func (db *DB) ReplaceSession(ctx context.Context, s *store.Session) error {
+	return db.putSession(ctx, s, true)
+}
+
+func (db *DB) putSession(ctx context.Context, s *store.Session, replace bool) error {
 	if err := db.check(ctx); err != nil {
 		return err
 	}
 	if err := store.ValidateSession(s); err != nil {
 		return err
 	}
-	enc := encodeSession(s)
-	if len(enc) > MaxValueLen {
-		return invalid("session %q encodes to %d bytes (max %d)", s.ID, len(enc), MaxValueLen)
+	enc, err := encodeWithin(s)
+	if err != nil {
+		return err
 	}
 	return db.update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketSessions).Get([]byte(s.ID)) == nil {
+		if replace && tx.Bucket(bucketSessions).Get([]byte(s.ID)) == nil {
 			return store.ErrNotFound
 		}
 		return putSessionTx(tx, s.ID, s.User, s.ExpiresAt(), enc)
 	})
+}
+
+// encodeWithin encodes a validated session, refusing one over MaxValueLen.
+func encodeWithin(s *store.Session) ([]byte, error) {
+	enc := encodeSession(s)
+	if len(enc) > MaxValueLen {
+		return nil, invalid("session %q encodes to %d bytes (max %d)", s.ID, len(enc), MaxValueLen)
+	}
+	return enc, nil
 }
 
 // SwapSession puts next in place of the session oldID in one write
@@ -71,9 +72,9 @@ func (db *DB) SwapSession(ctx context.Context, oldID string, next *store.Session
 	if err := store.ValidateSwap(oldID, next); err != nil {
 		return err
 	}
-	enc := encodeSession(next)
-	if len(enc) > MaxValueLen {
-		return invalid("session %q encodes to %d bytes (max %d)", next.ID, len(enc), MaxValueLen)
+	enc, err := encodeWithin(next)
+	if err != nil {
+		return err
 	}
 	if oldID == "" || len(oldID) > MaxKeyLen {
 		return store.ErrNotFound

@@ -61,11 +61,20 @@ func (s *Store) putSession(ctx context.Context, sess *store.Session, replace boo
 	if err := store.ValidateSession(sess); err != nil {
 		return err
 	}
-	enc := encodeSession(sess)
-	if len(enc) > MaxValueLen {
-		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
+	enc, err := encodeWithin(sess)
+	if err != nil {
+		return err
 	}
 	return s.writeSession(ctx, sess, enc, replace)
+}
+
+// encodeWithin encodes a validated session, refusing one over MaxValueLen.
+func encodeWithin(sess *store.Session) ([]byte, error) {
+	enc := encodeSession(sess)
+	if len(enc) > MaxValueLen {
+		return nil, invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
+	}
+	return enc, nil
 }
 
 // writeSession writes the encoded session and indexes it; s.mu is held.
@@ -114,9 +123,9 @@ func (s *Store) SwapSession(ctx context.Context, oldID string, next *store.Sessi
 	if err := store.ValidateSwap(oldID, next); err != nil {
 		return err
 	}
-	enc := encodeSession(next)
-	if len(enc) > MaxValueLen {
-		return invalid("session encodes to %d bytes (max %d)", len(enc), MaxValueLen)
+	enc, err := encodeWithin(next)
+	if err != nil {
+		return err
 	}
 	if !validID(oldID) {
 		return store.ErrNotFound
