@@ -217,6 +217,9 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The file runs on past its last page (bbolt grows it in steps);
+	// what follows damages the pages in use.
+	raw = raw[:usedSize(t, good)]
 	// Cut off (a backup that stopped half-way), and one page overwritten.
 	cut := filepath.Join(dir, "cut.db")
 	if err := os.WriteFile(cut, raw[:len(raw)/2], 0o600); err != nil {
@@ -245,4 +248,81 @@ func TestCheck(t *testing.T) {
 	if _, _, err := Compact(damaged, filepath.Join(dir, "c.db")); err == nil {
 		t.Error("compacting a damaged file succeeded")
 	}
+}
+
+// A backup that stalls (a slow link to the admin endpoint) holds its read
+// transaction; writes that make the file grow well past its size must go
+// on meanwhile, not wait for the copy: bbolt remaps a growing file only
+// when no read transaction is open, so the store maps ahead.
+func TestBackupDoesNotBlockGrowth(t *testing.T) {
+	if mapAhead == 0 {
+		t.Skip("this platform maps the file at its size")
+	}
+	db := openTest(t)
+	base := time.Now()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := db.Backup(bg, func(int64) io.Writer {
+			close(started)
+			<-release // the reader of the copy is slow
+			return io.Discard
+		})
+		done <- err
+	}()
+	<-started
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 64 MiB of records, in 64 KiB values: the file grows through many of
+	// bbolt's remap steps (it doubles its map from 32 KiB).
+	wrote := make(chan error, 1)
+	go func() {
+		val := bytes.Repeat([]byte{'x'}, 64<<10)
+		for i := 0; i < 1024; i++ {
+			if err := db.Put(bg, fmt.Sprintf("grow:%d", i), val, 0, base); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		close(release)
+		<-done
+		t.Fatal("writes that grow the file waited for the stalled backup")
+	}
+	after, err := os.Stat(db.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() < fi.Size()+32<<20 {
+		t.Fatalf("the file grew from %d to %d bytes only; the test did not grow it", fi.Size(), after.Size())
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// usedSize is how much of the store file at path its pages use.
+func usedSize(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var n int64
+	if err := b.View(func(tx *bbolt.Tx) error { n = tx.Size(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +85,31 @@ type Options struct {
 	NoSync bool
 }
 
+// mapAhead is the least that Open maps of a store file: 1 GiB of address
+// space on 64-bit platforms that map past the end of a file. Windows
+// cannot (bbolt would make the file that large at once), nor can 32-bit
+// address spaces spare it; there it is 0 and bbolt maps the file as it
+// grows.
+var mapAhead = func() int {
+	if strconv.IntSize < 64 || runtime.GOOS == "windows" {
+		return 0
+	}
+	return 1 << 30
+}()
+
+// initialMap is what Open asks bbolt to map of the file at path:
+// mapAhead, or twice the file's size when that is more, so that a large
+// store has as much room to grow before its first remap.
+func initialMap(path string) int {
+	if mapAhead == 0 {
+		return 0
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() > int64(mapAhead)/2 && fi.Size() < 1<<45 {
+		return int(2 * fi.Size())
+	}
+	return mapAhead
+}
+
 // DB is a store.Store on a bbolt file. It is safe for concurrent use.
 type DB struct {
 	bdb  *bbolt.DB
@@ -121,6 +148,13 @@ func Open(path string, opts Options) (*DB, error) {
 		// made each commit several times slower (bench/scale).
 		NoFreelistSync: true,
 		FreelistType:   bbolt.FreelistMapType,
+		// Map ahead of the file, so that a long read transaction (a
+		// backup streaming to a slow client) does not hold up the
+		// writes that make the file grow: bbolt can only remap a growing
+		// file while no read transaction is open. It also spares the
+		// request path the remaps themselves (each one stops every
+		// reader). Address space only: the file still grows as written.
+		InitialMmapSize: initialMap(path),
 	})
 	if err != nil {
 		if errors.Is(err, bbolt.ErrTimeout) {
