@@ -44,7 +44,7 @@ func (a *App) buildSenders() (account.Senders, error) {
 		if err := m.Validate(); err != nil {
 			return out, fmt.Errorf("twostep: email smtp: %w", err)
 		}
-		out.Email = m
+		out.Email = a.counted("email", m)
 	}
 	if a.DevOutbox {
 		out.SMS = withOutbox(out.SMS, "outbox-sms")
@@ -85,12 +85,15 @@ func (a *App) senderChain(channel string, list []ProviderConfig) (notify.Sender,
 			return nil, fmt.Errorf("twostep: %s provider %d: unknown type %q (want twilio or webhook)", channel, i+1, pc.Type)
 		}
 	}
-	if len(senders) == 1 {
-		return senders[0], nil
-	}
+	return a.counted(channel, senders...), nil
+}
+
+// counted tries senders in order (a channel's only provider, or its
+// fallbacks) and counts and logs every provider that fails.
+func (a *App) counted(channel string, senders ...notify.Sender) notify.Sender {
 	return &notify.Fallback{Senders: senders, Logger: a.logger.Named("notify"), OnFailure: func(provider string, _ error) {
 		metricDeliveryFailures.WithLabelValues(channel, provider).Inc()
-	}}, nil
+	}}
 }
 
 // checkOutboxListeners refuses dev_outbox when any HTTP server listens
