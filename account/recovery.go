@@ -426,17 +426,21 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 		return nil, ErrForbidden
 	}
 	if r.Status != RecoveryPending {
-		return nil, ErrConflict
+		return nil, ErrAlreadyDecided
 	}
 	now := s.now()
-	s.audit.Info("recovery reviewed", zap.String("reviewer", reviewer), zap.String("user", r.User), zap.String("request", id),
-		zap.String("decision", decision), zap.String("ip", c.ip()), zap.String("outcome", decision))
-	s.metrics.Decision(decision)
+	// reviewed records a decision that was saved (a refused one is not).
+	reviewed := func() {
+		s.audit.Info("recovery reviewed", zap.String("reviewer", reviewer), zap.String("user", r.User), zap.String("request", id),
+			zap.String("decision", decision), zap.String("ip", c.ip()), zap.String("outcome", decision))
+		s.metrics.Decision(decision)
+	}
 	if decision == "deny" {
 		r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryDenied, now, reviewer, reason
 		if err := s.saveRecovery(ctx, r); err != nil {
 			return nil, err
 		}
+		reviewed()
 		_ = s.store.Delete(ctx, recoveryOpenKey(r.User))
 		s.mailUser(ctx, r.User, "Your account recovery request was declined",
 			"Your request to recover your account was declined.\n\nReason: "+reason+
@@ -444,17 +448,22 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 		return r, nil
 	}
 	if slices.Contains(r.Approvals, reviewer) {
-		return nil, ErrConflict // the same reviewer twice does not count twice
+		return nil, ErrAlreadyApproved // the same reviewer twice does not count twice
 	}
 	r.Approvals = append(r.Approvals, reviewer)
 	if len(r.Approvals) < s.cfg.Recovery.Approvals {
-		return r, s.saveRecovery(ctx, r)
+		if err := s.saveRecovery(ctx, r); err != nil {
+			return nil, err
+		}
+		reviewed()
+		return r, nil
 	}
 	r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
 	r.EffectiveAt = now.Add(s.cfg.Recovery.CoolingOff)
 	if err := s.saveRecovery(ctx, r); err != nil {
 		return nil, err
 	}
+	reviewed()
 	s.tellApproved(ctx, r, c.Base)
 	if s.cfg.Recovery.CoolingOff <= 0 {
 		if err := s.applyRecovery(ctx, r); err != nil {

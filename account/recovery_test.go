@@ -114,6 +114,8 @@ func mustToken(t *testing.T, e *tsEnv, user string) string {
 
 func TestRecoveryOwnAndTwoApprovals(t *testing.T) {
 	e, bob, alice := recoveryEnv(t, func(rc *RecoveryConfig) { rc.Approvals = 2 })
+	decisions := &decisionCounter{}
+	e.svc.SetMetrics(decisions)
 	ctx := context.Background()
 	r, err := e.svc.RequestRecovery(ctx, bob, "national_id", bytes.NewReader(pngBytes(t)), ip1)
 	if err != nil {
@@ -122,8 +124,11 @@ func TestRecoveryOwnAndTwoApprovals(t *testing.T) {
 	if _, err := e.svc.Decide(ctx, alice, r.ID, "approve", "", ip1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.Decide(ctx, alice, r.ID, "approve", "", ip1); !errors.Is(err, ErrConflict) {
+	if _, err := e.svc.Decide(ctx, alice, r.ID, "approve", "", ip1); !errors.Is(err, ErrAlreadyApproved) || !errors.Is(err, ErrConflict) {
 		t.Fatalf("the same reviewer twice: %v", err)
+	}
+	if decisions.n["approve"] != 1 {
+		t.Fatalf("decisions counted: %v; the refused second approval counts for nothing", decisions.n)
 	}
 	if got := e.signIn(t, "bob", "bob-password"); got.Session.State != store.StateSecondFactor {
 		t.Fatal("one approval of two turned two-step off")
@@ -133,6 +138,13 @@ func TestRecoveryOwnAndTwoApprovals(t *testing.T) {
 	}
 	if got := e.signIn(t, "bob", "bob-password"); got.Session.State != store.StateOneFactor {
 		t.Fatalf("after two approvals: %v", got.Session.State)
+	}
+	// Decided: any further decision is refused, and not counted.
+	if _, err := e.svc.Decide(ctx, alice, r.ID, "deny", "too late", ip1); !errors.Is(err, ErrAlreadyDecided) || !errors.Is(err, ErrConflict) {
+		t.Fatalf("deciding a decided request: %v", err)
+	}
+	if decisions.n["approve"] != 2 || decisions.n["deny"] != 0 {
+		t.Fatalf("decisions counted: %v, want 2 approvals", decisions.n)
 	}
 	// alice's own request cannot be decided by alice.
 	half := e.signIn(t, "alice", "alice-password")
@@ -256,4 +268,17 @@ func TestRecoveryRejectsBadUploads(t *testing.T) {
 	if _, err := e.svc.RequestRecovery(ctx, bob, "passport", bytes.NewReader(pngBytes(t)), ip1); err != nil {
 		t.Fatalf("after refusals: %v", err)
 	}
+}
+
+// decisionCounter counts review decisions (the other metrics are dropped).
+type decisionCounter struct {
+	noMetrics
+	n map[string]int
+}
+
+func (d *decisionCounter) Decision(decision string) {
+	if d.n == nil {
+		d.n = map[string]int{}
+	}
+	d.n[decision]++
 }

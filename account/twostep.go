@@ -35,6 +35,12 @@ var (
 	// ErrConflict: the request contradicts the account's state (e.g. turning
 	// two-step on with no confirmed method).
 	ErrConflict = errors.New("conflict")
+	// ErrAlreadyApproved (an ErrConflict): this reviewer's approval of the
+	// request is already counted.
+	ErrAlreadyApproved = fmt.Errorf("%w: already approved by this reviewer", ErrConflict)
+	// ErrAlreadyDecided (an ErrConflict): the recovery request is no longer
+	// pending.
+	ErrAlreadyDecided = fmt.Errorf("%w: the request is no longer pending", ErrConflict)
 	// ErrForbidden: the session may not do this.
 	ErrForbidden = errors.New("forbidden")
 	// ErrNoMethod: the method is not available to this user.

@@ -184,6 +184,8 @@ func (a *adminAPI) serveRecovery(w http.ResponseWriter, r *http.Request, svc *ac
 			return apiErr(http.StatusBadRequest, "%s", in.Msg)
 		case errors.Is(err, account.ErrNotFound):
 			return apiErr(http.StatusNotFound, "no such request")
+		case errors.Is(err, account.ErrAlreadyApproved):
+			return apiErr(http.StatusConflict, "the operator's approval of this request is already counted; it needs another reviewer's")
 		case errors.Is(err, account.ErrConflict):
 			return apiErr(http.StatusConflict, "the request is not pending")
 		case err != nil:

@@ -413,7 +413,22 @@ func recoveryCmd() *cobra.Command {
 				if _, err := adminCall(cmd, "POST", "/twostep/recovery/"+url.PathEscape(args[0])+"/"+decision, reason); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%sd %s\n", strings.TrimSuffix(decision, "e"), args[0])
+				done := map[string]string{"approve": "approved", "deny": "denied"}[decision]
+				// Say where the request stands now (an approval may be one of several).
+				body, err := adminCall(cmd, "GET", "/twostep/recovery/"+url.PathEscape(args[0]), "")
+				var rec struct {
+					Status    string   `json:"status"`
+					Approvals []string `json:"approvals"`
+				}
+				if err != nil || json.Unmarshal(body, &rec) != nil || rec.Status == "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", done, args[0])
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: the request is %s", done, args[0], rec.Status)
+				if rec.Status == "pending" {
+					fmt.Fprintf(cmd.OutOrStdout(), " (%d approval(s) so far)", len(rec.Approvals))
+				}
+				fmt.Fprintln(cmd.OutOrStdout())
 				return nil
 			},
 		}

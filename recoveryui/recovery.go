@@ -378,11 +378,16 @@ func (p *Portal) apiReview(w http.ResponseWriter, r *http.Request, env Env, rest
 			return
 		}
 		if _, err := p.Account.Decide(r.Context(), res, id, *req.Decision, deref(req.Reason), env.Client); err != nil {
-			if errors.Is(err, account.ErrForbidden) {
+			switch {
+			case errors.Is(err, account.ErrForbidden):
 				WriteError(w, http.StatusForbidden, "forbidden", "You cannot review your own request.")
-				return
+			case errors.Is(err, account.ErrAlreadyApproved):
+				WriteError(w, http.StatusConflict, "conflict", "You already approved this request; it needs another reviewer's approval.")
+			case errors.Is(err, account.ErrAlreadyDecided):
+				WriteError(w, http.StatusConflict, "conflict", "This request is already decided.")
+			default:
+				p.recoveryError(w, r, res, err)
 			}
-			p.recoveryError(w, r, res, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -461,8 +466,10 @@ func (p *Portal) reviewPage(w http.ResponseWriter, r *http.Request, env Env, res
 			return
 		case errors.Is(err, account.ErrForbidden):
 			d.Error, status = "You cannot review your own request.", http.StatusForbidden
+		case errors.Is(err, account.ErrAlreadyApproved):
+			d.Error, status = "You already approved this request; it needs another reviewer's approval.", http.StatusConflict
 		case errors.Is(err, account.ErrConflict):
-			d.Error, status = "This request is already decided, or you already approved it.", http.StatusConflict
+			d.Error, status = "This request is already decided.", http.StatusConflict
 		default:
 			status = p.pageError(w, &d, err, nil)
 		}

@@ -56,7 +56,7 @@ func TestRecoveryCommands(t *testing.T) {
 	if out, err := run("recovery", "deny", id); err == nil {
 		t.Fatalf("deny without a reason succeeded:\n%s", out)
 	}
-	if out, err := run("recovery", "approve", id, "--reason", "checked by phone"); err != nil {
+	if out, err := run("recovery", "approve", id, "--reason", "checked by phone"); err != nil || !strings.Contains(out, "approved "+id+": the request is approved") {
 		t.Fatalf("recovery approve: %v\n%s", err, out)
 	}
 	if out, err := run("recovery", "approve", id); err == nil {
