@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -10,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/twostep-auth/twostep/policy"
 )
 
 func init() {
@@ -89,7 +92,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	top := onceSet{}
 	for d.NextBlock(0) {
+		if err := top.check(d, "sms", "voice", "oidc"); err != nil {
+			return nil, err
+		}
 		opt := d.Val()
 		switch opt {
 		case "users_file":
@@ -143,7 +150,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 						return nil, d.ArgErr()
 					}
 				}
+				seen := onceSet{}
 				for nesting := d.Nesting(); d.NextBlock(nesting); {
+					if err := seen.check(d); err != nil {
+						return nil, err
+					}
 					var err error
 					switch d.Val() {
 					case "addrs":
@@ -178,7 +189,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.Session = new(SessionConfig)
+			seen := onceSet{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if err := seen.check(d); err != nil {
+					return nil, err
+				}
 				switch d.Val() {
 				case "idle":
 					if err := durationArg(d, &app.Session.Idle); err != nil {
@@ -197,7 +212,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.Regulation = new(RegulationConfig)
+			seen := onceSet{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if err := seen.check(d); err != nil {
+					return nil, err
+				}
 				switch d.Val() {
 				case "max_retries":
 					n, err := intArg(d, 1, 1000)
@@ -222,7 +241,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.TOTP = new(TOTPConfig)
+			seen := onceSet{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if err := seen.check(d); err != nil {
+					return nil, err
+				}
 				switch d.Val() {
 				case "issuer":
 					if err := oneArg(d, &app.TOTP.Issuer); err != nil {
@@ -244,7 +267,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.Code = new(CodeConfig)
+			seen := onceSet{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if err := seen.check(d); err != nil {
+					return nil, err
+				}
 				var err error
 				switch d.Val() {
 				case "length":
@@ -288,7 +315,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.TrustedDevice = new(TrustedDeviceConfig)
+			seen := onceSet{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if err := seen.check(d); err != nil {
+					return nil, err
+				}
 				switch d.Val() {
 				case "lifetime":
 					if err := durationArg(d, &app.TrustedDevice.Lifetime); err != nil {
@@ -328,6 +359,23 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: "twostep", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// onceSet refuses an option given twice in one block, where the later
+// would silently override the earlier (a second `default`, a second
+// `store`); repeatable lists the options that may recur.
+type onceSet map[string]bool
+
+func (s onceSet) check(d *caddyfile.Dispenser, repeatable ...string) error {
+	opt := d.Val()
+	if slices.Contains(repeatable, opt) || opt == "addrs" || opt == "scopes" {
+		return nil
+	}
+	if s[opt] {
+		return d.Errf("%s is set twice in this block (the second would override the first)", opt)
+	}
+	s[opt] = true
+	return nil
 }
 
 func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
@@ -370,7 +418,11 @@ func parseProvider(d *caddyfile.Dispenser, channel string) (ProviderConfig, erro
 		if d.NextArg() {
 			return pc, d.Errf("%s twilio: takes a block, not %q", channel, d.Val())
 		}
+		seen := onceSet{}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if err := seen.check(d); err != nil {
+				return pc, err
+			}
 			var err error
 			switch d.Val() {
 			case "account_sid":
@@ -396,7 +448,11 @@ func parseProvider(d *caddyfile.Dispenser, channel string) (ProviderConfig, erro
 		if d.NextArg() {
 			return pc, d.ArgErr()
 		}
+		seen := onceSet{}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if err := seen.check(d); err != nil {
+				return pc, err
+			}
 			switch d.Val() {
 			case "secret":
 				if err := oneArg(d, &pc.Secret); err != nil {
@@ -422,7 +478,11 @@ func parseOIDC(d *caddyfile.Dispenser) (OIDCConfig, error) {
 	if d.NextArg() {
 		return oc, d.ArgErr()
 	}
+	seen := onceSet{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := seen.check(d); err != nil {
+			return oc, err
+		}
 		var err error
 		switch d.Val() {
 		case "issuer":
@@ -476,7 +536,11 @@ func parseRecovery(d *caddyfile.Dispenser) (*RecoveryConfig, error) {
 		return nil, d.ArgErr()
 	}
 	rc := new(RecoveryConfig)
+	seen := onceSet{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := seen.check(d); err != nil {
+			return nil, err
+		}
 		var err error
 		switch d.Val() {
 		case "review_group":
@@ -535,7 +599,11 @@ func parseEmail(d *caddyfile.Dispenser) (*SMTPConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
+	seen := onceSet{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := seen.check(d); err != nil {
+			return nil, err
+		}
 		var err error
 		switch d.Val() {
 		case "username":
@@ -619,12 +687,26 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("twostep takes a block, not arguments (got %q)", d.Val())
 	}
+	seen := onceSet{}
+	named := map[string]bool{} // identity headers named so far
 	for d.NextBlock(0) {
+		if err := seen.check(d, "rule", "header"); err != nil {
+			return err
+		}
 		switch d.Val() {
 		case "rule":
-			rc, err := parseRule(d, len(h.Rules)+1)
+			n := len(h.Rules) + 1
+			rc, err := parseRule(d, n)
 			if err != nil {
 				return err
+			}
+			// Checked here, so that the error names the rule's own line.
+			r, err := rc.rule(n)
+			if err != nil {
+				return d.Err(strings.TrimPrefix(err.Error(), "twostep: "))
+			}
+			if err := policy.CheckRule(r); err != nil {
+				return d.Errf("rule %d: %v", n, err)
 			}
 			h.Rules = append(h.Rules, rc)
 		case "default":
@@ -641,6 +723,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if _, err := newHeaderSet(args); err != nil {
 				return d.Err(strings.TrimPrefix(err.Error(), "twostep: "))
+			}
+			for _, a := range args {
+				if named[normalise(a)] {
+					return d.Errf("header: %s is named twice", a)
+				}
+				named[normalise(a)] = true
 			}
 			h.Headers = append(h.Headers, args...)
 		case "portal":

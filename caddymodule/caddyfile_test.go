@@ -79,7 +79,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad max_retries", global("\t\tregulation {\n\t\t\tmax_retries lots\n\t\t}"), `max_retries "lots": want a whole number`},
 		{"store type", global("\t\tstore sqlite"), `store "sqlite": want bolt`},
 		{"two_step value", global("\t\ttwo_step sometimes"), `two_step "sometimes": want optional or required`},
-		{"missing value", global("\t\tusers_file"), "users_file: missing value"},
+		{"missing value", global("\t\tsite_name"), "site_name: missing value"},
 		{"extra value", global("\t\tcookie_domain a.com b.com"), `cookie_domain: takes one value, got another: "b.com"`},
 		{"bad cookie domain", global("\t\tcookie_domain .example.com"), "must be a bare domain name"},
 		{"unknown level", site("\t\trule maybe path /x"), `rule 1: unknown level "maybe" (want bypass, one_factor, two_factor or deny), at Caddyfile:9`},
@@ -95,6 +95,21 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad header", site("\t\theader X-User"), `header "X-User": want Remote-User`},
 		{"bad portal", site("\t\tportal auth.example.com"), "portal \"auth.example.com\" must be an absolute http(s) URL"},
 		{"second rule is numbered", site("\t\trule bypass path /a\n\t\trule deny method"), "rule 2: method needs a value"},
+		// A rule's own line, also for what only compiling the rule finds.
+		{"bad method names its line", site("\t\trule bypass path /a\n\t\trule deny method G@T path /x\n\t\trule deny path /y"), `rule 2: method "G@T"`},
+		{"bad method line", site("\t\trule bypass path /a\n\t\trule deny method G@T path /x\n\t\trule deny path /y"), "at Caddyfile:10"},
+		{"bad regexp line", site("\t\trule deny path_regexp ^(/x\n\t\tdefault one_factor"), "at Caddyfile:9"},
+		{"group on bypass line", site("\t\trule bypass path /x group admins\n\t\tdefault one_factor"), "at Caddyfile:9"},
+		{"host with port line", site("\t\trule deny host example.com:80\n\t\tdefault one_factor"), "at Caddyfile:9"},
+		// Options given twice are refused, not silently overridden.
+		{"default twice", site("\t\tdefault two_factor\n\t\tdefault bypass"), "default is set twice in this block (the second would override the first), at Caddyfile:10"},
+		{"portal twice", site("\t\tportal https://a.example.com\n\t\tportal https://b.example.com"), "portal is set twice"},
+		{"case_insensitive_paths twice", site("\t\tcase_insensitive_paths\n\t\tcase_insensitive_paths"), "case_insensitive_paths is set twice"},
+		{"header named twice", site("\t\theader Remote-User\n\t\theader Remote-Email remote-user"), "header: remote-user is named twice"},
+		{"global option twice", global("\t\tstore bolt a.db\n\t\tstore bolt b.db"), "store is set twice in this block (the second would override the first), at Caddyfile:5"},
+		{"sub-block option twice", global("\t\tsession {\n\t\t\tidle 5m\n\t\t\tidle 1h\n\t\t}"), "idle is set twice"},
+		{"recovery option twice", global("\t\trecovery {\n\t\t\treview_group admins\n\t\t\tapprovals 1\n\t\t\tapprovals 2\n\t\t}"), "approvals is set twice"},
+		{"block twice", global("\t\tregulation {\n\t\t}\n\t\tregulation {\n\t\t}"), "regulation is set twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -145,20 +145,9 @@ func (h *Handler) compile() (*policy.Policy, error) {
 	}
 	rules := make([]policy.Rule, 0, len(h.Rules))
 	for i, rc := range h.Rules {
-		l, ok := policy.ParseLevel(rc.Level)
-		if !ok {
-			return nil, fmt.Errorf("twostep: rule %d: unknown level %q (want bypass, one_factor, two_factor or deny)", i+1, rc.Level)
-		}
-		r := policy.Rule{
-			Level: l, Hosts: rc.Host, Paths: rc.Path, PathRegexps: rc.PathRegexp, Methods: rc.Method,
-			Groups: rc.Group, Users: rc.User, MaxAge: time.Duration(rc.MaxAge), NoTrustedDevice: rc.NoTrustedDevice,
-		}
-		for _, n := range rc.Network {
-			p, err := parseNetwork(n)
-			if err != nil {
-				return nil, fmt.Errorf("twostep: rule %d: network %q: %v", i+1, n, err)
-			}
-			r.Networks = append(r.Networks, p)
+		r, err := rc.rule(i + 1)
+		if err != nil {
+			return nil, err
 		}
 		rules = append(rules, r)
 	}
@@ -167,6 +156,26 @@ func (h *Handler) compile() (*policy.Policy, error) {
 		return nil, fmt.Errorf("twostep: %w", err)
 	}
 	return p, nil
+}
+
+// rule turns the n-th rule of the configuration into a policy rule.
+func (rc RuleConfig) rule(n int) (policy.Rule, error) {
+	l, ok := policy.ParseLevel(rc.Level)
+	if !ok {
+		return policy.Rule{}, fmt.Errorf("twostep: rule %d: unknown level %q (want bypass, one_factor, two_factor or deny)", n, rc.Level)
+	}
+	r := policy.Rule{
+		Level: l, Hosts: rc.Host, Paths: rc.Path, PathRegexps: rc.PathRegexp, Methods: rc.Method,
+		Groups: rc.Group, Users: rc.User, MaxAge: time.Duration(rc.MaxAge), NoTrustedDevice: rc.NoTrustedDevice,
+	}
+	for _, s := range rc.Network {
+		p, err := parseNetwork(s)
+		if err != nil {
+			return policy.Rule{}, fmt.Errorf("twostep: rule %d: network %q: %v", n, s, err)
+		}
+		r.Networks = append(r.Networks, p)
+	}
+	return r, nil
 }
 
 // parseNetwork reads a CIDR or a single address.

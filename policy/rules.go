@@ -87,6 +87,14 @@ func Compile(rules []Rule, def Level, foldCase bool) (*Policy, error) {
 	return p, nil
 }
 
+// CheckRule reports what Compile would refuse in r alone (a bad method,
+// pattern, host or requirement), so that a configuration can name the
+// rule's own line.
+func CheckRule(r Rule) error {
+	_, err := compileRule(&r, false)
+	return err
+}
+
 func cloneRule(r *Rule) Rule {
 	c := *r
 	c.Hosts = slices.Clone(r.Hosts)
