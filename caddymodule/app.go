@@ -110,6 +110,8 @@ type appRun struct {
 	cancel context.CancelFunc
 	// bolt is the embedded store file while running on it (nil on Redis).
 	bolt *bolt.DB
+	// health says whether the store answers its pings.
+	health atomic.Pointer[storeHealth]
 }
 
 // OIDCConfig is one `oidc <name> { … }` block.
@@ -480,8 +482,9 @@ func (a *App) Validate() error {
 // stops) never opens the file twice.
 type pooledStore struct {
 	*cache.Store
-	stop context.CancelFunc
-	bolt *bolt.DB // the file under the cache; nil on Redis
+	stop   context.CancelFunc
+	bolt   *bolt.DB // the file under the cache; nil on Redis
+	health *storeHealth
 }
 
 // Destruct closes the store when the last configuration using it is gone.
@@ -516,7 +519,9 @@ func (a *App) Start() error {
 			c := cache.New(measured{rs}, time.Second, account.CachedPrefixes...)
 			ctx, cancel := context.WithCancel(context.Background())
 			c.Listen(ctx, rs)
-			return &pooledStore{Store: c, stop: cancel}, nil
+			health := new(storeHealth)
+			go health.watch(ctx, rs, pingEvery, a.logger.Named("store"))
+			return &pooledStore{Store: c, stop: cancel, health: health}, nil
 		}
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
 		if err != nil {
@@ -529,7 +534,9 @@ func (a *App) Start() error {
 		})
 		// This process is the file's only writer: every change goes
 		// through the cache, which may keep sessions for long.
-		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel, bolt: db}, nil
+		health := new(storeHealth)
+		go health.watch(ctx, db, pingEvery, log)
+		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel, bolt: db, health: health}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
@@ -590,6 +597,7 @@ func (a *App) Start() error {
 	a.run.service.Store(svc)
 	a.run.cancel = cancel
 	a.run.bolt = st.bolt
+	a.run.health.Store(st.health)
 	a.run.mu.Unlock()
 	return nil
 }
@@ -640,6 +648,9 @@ func (a *App) Cleanup() error {
 	}
 	return nil
 }
+
+// storeDown reports whether the running store failed its last ping.
+func (a *App) storeDown() bool { return a.run.health.Load().Down() }
 
 // Service returns the running account service, or nil before Start or
 // after Stop (callers answer 503).

@@ -226,6 +226,9 @@ func clientIP(r *http.Request) netip.Addr {
 
 const verifyPath = recoveryui.Prefix + "api/verify"
 
+// errStoreDown: the store did not answer its last ping.
+var errStoreDown = errors.New("the store did not answer its last ping")
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Strip before anything else reads identity headers: every route,
@@ -327,6 +330,9 @@ func decide(rule, alt *policy.Rule, res *account.Resolved, now time.Time) policy
 func (h *Handler) resolve(r *http.Request, svc *account.Service, secure bool) (account.Resolved, error) {
 	tok := h.portal.SessionToken(r, secure)
 	if tok == "" {
+		if h.app.storeDown() {
+			return account.Resolved{}, errStoreDown // a sign-in could not work either
+		}
 		return account.Resolved{}, nil
 	}
 	res, err := svc.ResolveShared(r.Context(), tok)
@@ -415,6 +421,10 @@ func (h *Handler) servePortal(w http.ResponseWriter, r *http.Request, canon stri
 	svc := h.app.Service()
 	if svc == nil {
 		h.unavailable(w, r, errors.New("twostep app is not running"))
+		return nil
+	}
+	if h.app.storeDown() && !strings.HasPrefix(canon, recoveryui.Prefix+"assets/") {
+		h.unavailable(w, r, errStoreDown)
 		return nil
 	}
 	p := *h.portal

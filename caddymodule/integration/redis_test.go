@@ -225,11 +225,25 @@ func TestTwoNodesShareRedis(t *testing.T) {
 		})
 		wantStatus(t, c2.get(a.url+"/health"), http.StatusOK)
 		wantError(t, c2.get(a.url+"/.twostep/api/me"), http.StatusServiceUnavailable, "unavailable")
+		// A stranger (no cookie at all) is told the same, not asked to sign in.
+		stranger := newClient(t)
+		eventually(t, 5*time.Second, "503 for a stranger while Redis is down", func() bool {
+			r := stranger.get(a.url + "/")
+			return r.StatusCode == http.StatusServiceUnavailable && r.json(t)["error"] == "unavailable"
+		})
+		wantError(t, stranger.get(a.url+"/.twostep/api/me"), http.StatusServiceUnavailable, "unavailable")
+		wantStatus(t, stranger.do(http.MethodGet, a.url+"/.twostep/login", nil, "Accept", "text/html"), http.StatusServiceUnavailable)
+		wantStatus(t, stranger.do(http.MethodGet, a.url+"/app", nil, "Accept", "text/html"), http.StatusServiceUnavailable)
+		wantStatus(t, stranger.get(a.url+"/health"), http.StatusOK)
 		wantError(t, a.post(t, c2, "/.twostep/api/login", `{"username":"alice","password":"`+alicePassword+`"}`), http.StatusServiceUnavailable, "unavailable")
 		rs.start()
 		eventually(t, 10*time.Second, "the same session works when Redis is back", func() bool {
 			r := c2.get(a.url + "/")
 			return string(r.body) == "hello alice"
+		})
+		eventually(t, 5*time.Second, "a stranger is asked to sign in again", func() bool {
+			r := stranger.get(a.url + "/")
+			return r.StatusCode == http.StatusUnauthorized && r.json(t)["error"] == "unauthenticated"
 		})
 	})
 }
