@@ -369,7 +369,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 
 // signIn sends a browser to a portal page (302) and answers others 401.
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, code, page, ret string) {
-	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+	if !recoveryui.WantsHTML(r.Header) {
 		recoveryui.WriteError(w, http.StatusUnauthorized, code, unauthorizedText(code))
 		return
 	}

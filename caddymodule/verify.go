@@ -120,7 +120,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 
 // sidecarSignIn: browsers go to the portal (absolute URL), others get 401.
 func (h *Handler) sidecarSignIn(w http.ResponseWriter, r *http.Request, code, page, ret string) {
-	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+	if !recoveryui.WantsHTML(r.Header) {
 		recoveryui.WriteError(w, http.StatusUnauthorized, code, unauthorizedText(code))
 		return
 	}

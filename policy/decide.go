@@ -40,17 +40,20 @@ func Decide(rule *Rule, sub *Subject, now time.Time) Outcome {
 		return SignIn
 	case HalfSignedIn:
 		return SecondFactor
-	case Enrolling:
-		return Enroll
-	case SignedInOneFactor, SignedInTwoFactor:
+	case Enrolling, SignedInOneFactor, SignedInTwoFactor:
 	default:
 		return Forbid
 	}
+	// Requirements before the level: a non-member is refused, never
+	// prompted to enrol.
 	if len(rule.Groups) > 0 && !inAnyGroup(rule.Groups, sub.Groups) {
 		return Forbid
 	}
 	if len(rule.Users) > 0 && !isOneOf(rule.Users, sub.User) {
 		return Forbid
+	}
+	if sub.State == Enrolling {
+		return Enroll
 	}
 	if rule.Level == OneFactor {
 		return Allow

@@ -49,6 +49,10 @@ func TestDecide(t *testing.T) {
 		{"half two_factor", two, half, SecondFactor},
 		{"enrolling one_factor", one, enrolling, Enroll},
 		{"enrolling two_factor", two, enrolling, Enroll},
+		{"enrolling non-member never sees enrolment", admins, enrolling, Forbid},
+		{"enrolling member enrols", admins, &Subject{State: Enrolling, User: "alice", Groups: []string{"ops"}}, Enroll},
+		{"enrolling user not listed", alice, &Subject{State: Enrolling, User: "carol"}, Forbid},
+		{"enrolling user listed", alice, enrolling, Enroll},
 
 		{"one factor on one_factor", one, oneF, Allow},
 		{"two factors on one_factor", one, twoF, Allow},

@@ -426,8 +426,42 @@ func (p *Portal) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow 
 }
 
 // wantsHTML reports whether the client is a browser (SPEC §3).
-func wantsHTML(r *http.Request) bool {
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
+func wantsHTML(r *http.Request) bool { return WantsHTML(r.Header) }
+
+// WantsHTML reports whether a request is a browser's: its Accept header
+// lists text/html (media types compare case-insensitively) with a quality
+// above zero. Everything else gets JSON answers.
+func WantsHTML(h http.Header) bool {
+	for _, line := range h.Values("Accept") {
+		for line != "" {
+			var item string
+			item, line, _ = strings.Cut(line, ",")
+			mt, params, _ := strings.Cut(item, ";")
+			if !strings.EqualFold(strings.TrimSpace(mt), "text/html") {
+				continue
+			}
+			if acceptable(params) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// acceptable reads the q parameter of one Accept item ("q=0" refuses the
+// type; a q that does not parse counts as 1, as without one).
+func acceptable(params string) bool {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, v, _ := strings.Cut(p, "=")
+		if !strings.EqualFold(strings.TrimSpace(k), "q") {
+			continue
+		}
+		q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		return err != nil || q > 0
+	}
+	return true
 }
 
 // answerErr maps a use-case error to the API/page answer. It reports

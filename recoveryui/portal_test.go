@@ -110,3 +110,48 @@ func TestCookieValue(t *testing.T) {
 		t.Errorf("%q, net/http says %q", got, c.Value)
 	}
 }
+
+func TestWantsHTML(t *testing.T) {
+	for _, c := range []struct {
+		accept []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{""}, false},
+		{[]string{"application/json"}, false},
+		{[]string{"*/*"}, false},
+		{[]string{"text/html"}, true},
+		{[]string{"TEXT/HTML"}, true},
+		{[]string{"Text/Html; charset=utf-8"}, true},
+		{[]string{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}, true},
+		{[]string{"application/json", "text/html;q=0.5"}, true},
+		{[]string{"text/html;q=0"}, false},
+		{[]string{"text/html; q=0.000, application/json"}, false},
+		{[]string{"text/html;q=0, text/html;q=1"}, true},
+		{[]string{"text/htmlx"}, false},
+		{[]string{"application/text/html"}, false},
+		{[]string{"text/html;q=bogus"}, true},
+	} {
+		h := http.Header{}
+		for _, v := range c.accept {
+			h.Add("Accept", v)
+		}
+		if got := WantsHTML(h); got != c.want {
+			t.Errorf("WantsHTML(Accept: %q) = %v, want %v", c.accept, got, c.want)
+		}
+	}
+}
+
+// FuzzWantsHTML: any Accept header is read without a panic, and a header
+// that does not mention text/html in any case is never a browser's.
+func FuzzWantsHTML(f *testing.F) {
+	f.Add("text/html,application/xhtml+xml;q=0.9")
+	f.Add("text/html;q=0")
+	f.Add(";;,,=q")
+	f.Fuzz(func(t *testing.T, accept string) {
+		got := WantsHTML(http.Header{"Accept": {accept}})
+		if got && !strings.Contains(strings.ToLower(accept), "text/html") {
+			t.Fatalf("WantsHTML(%q) without text/html", accept)
+		}
+	})
+}
