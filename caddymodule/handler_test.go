@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -393,5 +394,47 @@ func BenchmarkHandlerBypass(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = h.ServeHTTP(w, r, next)
+	}
+}
+
+// The sidecar reads one proxy's headers: a request that also carries the
+// other family, or any of them twice, is refused (the extra one may be
+// the client's, passed on by the proxy).
+func TestForwardedOriginalAmbiguous(t *testing.T) {
+	caddyHdr := [][2]string{{"X-Forwarded-Method", "GET"}, {"X-Forwarded-Proto", "https"}, {"X-Forwarded-Host", "app.example.com"}, {"X-Forwarded-Uri", "/reports"}}
+	nginxHdr := [][2]string{{"X-Original-URL", "https://app.example.com/reports"}, {"X-Original-Method", "POST"}}
+	for _, c := range []struct {
+		name    string
+		headers [][2]string
+		want    error
+		method  string
+		path    string
+	}{
+		{"caddy", caddyHdr, nil, "GET", "/reports"},
+		{"nginx", nginxHdr, nil, "POST", "/reports"},
+		{"nginx without method", nginxHdr[:1], nil, "GET", "/reports"},
+		{"caddy ignores X-Original-Method", append(slices.Clone(caddyHdr), [2]string{"X-Original-Method", "DELETE"}), nil, "GET", "/reports"},
+		{"nginx ignores X-Forwarded-Host/Proto", append(slices.Clone(nginxHdr), [2]string{"X-Forwarded-Host", "evil.example"}, [2]string{"X-Forwarded-Proto", "http"}), nil, "POST", "/reports"},
+		{"client X-Original-URL through Caddy", append(slices.Clone(caddyHdr), [2]string{"X-Original-URL", "https://app.example.com/public/x"}), errForwardedAmbiguous, "", ""},
+		{"client X-Forwarded-Uri through nginx", append(slices.Clone(nginxHdr), [2]string{"X-Forwarded-Uri", "/public/x"}), errForwardedAmbiguous, "", ""},
+		{"client X-Forwarded-Method through nginx", append(slices.Clone(nginxHdr), [2]string{"X-Forwarded-Method", "GET"}), errForwardedAmbiguous, "", ""},
+		{"X-Forwarded-Uri twice", append(slices.Clone(caddyHdr), [2]string{"X-Forwarded-Uri", "/public/x"}), errForwardedAmbiguous, "", ""},
+		{"X-Original-URL twice", append(slices.Clone(nginxHdr), [2]string{"X-Original-URL", "https://app.example.com/public/x"}), errForwardedAmbiguous, "", ""},
+		{"X-Original-Method twice", append(slices.Clone(nginxHdr), [2]string{"X-Original-Method", "GET"}), errForwardedAmbiguous, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/.twostep/api/verify", nil)
+			for _, h := range c.headers {
+				r.Header.Add(h[0], h[1])
+			}
+			r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: true}))
+			o, err := forwardedOriginal(r)
+			if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+				t.Fatalf("forwardedOriginal = %+v, %v; want error %v", o, err, c.want)
+			}
+			if err == nil && (o.method != c.method || o.path != c.path) {
+				t.Fatalf("read %s %s, want %s %s", o.method, o.path, c.method, c.path)
+			}
+		})
 	}
 }

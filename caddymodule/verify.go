@@ -23,24 +23,45 @@ type original struct {
 // from a peer that is not a trusted proxy.
 var errForwarded = errors.New("the original request is not described by a trusted proxy")
 
+// errForwardedAmbiguous: the request names its original twice, or in both
+// proxies' headers. A proxy passes the client's own headers on to the
+// sidecar (Caddy's forward_auth, Traefik's forwardAuth and nginx's
+// auth_request all do), and sets only its own family: the other family,
+// or a second copy, may be the client's.
+var errForwardedAmbiguous = errors.New("the original request is described twice (X-Original-URL and X-Forwarded-Uri/-Method, or a header given twice)")
+
+// forwardedHeaders are the headers the sidecar reads the original from.
+var forwardedHeaders = []string{"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri",
+	"X-Original-URL", "X-Original-Method"}
+
 // forwardedOriginal reads the original request from X-Forwarded-* (Caddy
-// forward_auth, Traefik forwardAuth) or X-Original-URL (nginx
-// auth_request), only when the peer is in trusted_proxies.
+// forward_auth, Traefik forwardAuth) or X-Original-URL and
+// X-Original-Method (nginx auth_request), only when the peer is in
+// trusted_proxies, and never from a mix of the two.
 func forwardedOriginal(r *http.Request) (original, error) {
 	if !trustedProxy(r) {
 		return original{}, errForwarded
 	}
-	o := original{method: r.Header.Get("X-Forwarded-Method")}
-	if o.method == "" {
-		o.method = r.Header.Get("X-Original-Method")
+	for _, k := range forwardedHeaders {
+		if v := r.Header.Values(k); len(v) > 1 {
+			return original{}, errForwardedAmbiguous
+		}
 	}
+	var o original
 	if raw := r.Header.Get("X-Original-URL"); raw != "" {
+		// nginx: its own headers only; Caddy's and Traefik's here are the
+		// client's.
+		if r.Header.Get("X-Forwarded-Uri") != "" || r.Header.Get("X-Forwarded-Method") != "" {
+			return original{}, errForwardedAmbiguous
+		}
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
 			return original{}, errForwarded
 		}
+		o.method = r.Header.Get("X-Original-Method")
 		o.scheme, o.host, o.uri = u.Scheme, u.Host, u.RequestURI()
 	} else {
+		o.method = r.Header.Get("X-Forwarded-Method")
 		o.scheme = strings.ToLower(r.Header.Get("X-Forwarded-Proto"))
 		o.host = r.Header.Get("X-Forwarded-Host")
 		o.uri = r.Header.Get("X-Forwarded-Uri")

@@ -138,6 +138,25 @@ http://localhost:9082 {
 	t.Run("deny is 403", func(t *testing.T) {
 		wantStatus(t, c.get(app+"/internal/x"), http.StatusForbidden)
 	})
+	// forward_auth passes the client's own headers on to the sidecar:
+	// one naming another URL (nginx's header, or a second copy of
+	// Caddy's) must not choose the URL that is judged.
+	t.Run("client-sent X-Original-URL or a second X-Forwarded-Uri does not choose the URL", func(t *testing.T) {
+		for _, hdr := range [][]string{
+			{"X-Original-URL", "http://localhost:9082/public/x"},
+			{"X-Original-URL", "http://localhost:9082/public/x", "X-Original-Method", "GET"},
+			{"X-Forwarded-Uri", "/public/x"},
+			{"X-Forwarded-Method", "GET", "X-Original-Method", "GET"},
+		} {
+			r := c.get(app+"/reports", hdr...)
+			if r.StatusCode == http.StatusOK {
+				t.Fatalf("a stranger sending %q reached the app: %d %s", hdr, r.StatusCode, r.body)
+			}
+			if got := c.get(app+"/internal/x", hdr...); got.StatusCode != http.StatusForbidden && got.StatusCode != http.StatusBadRequest {
+				t.Fatalf("/internal/x with %q: %d %s", hdr, got.StatusCode, got.body)
+			}
+		}
+	})
 	t.Run("sign in through the portal, then the app sees the user", func(t *testing.T) {
 		page := c.browse(app + "/.twostep/login?return=" + url.QueryEscape(app+"/reports"))
 		wantStatus(t, page, http.StatusOK)
