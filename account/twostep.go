@@ -316,6 +316,28 @@ type codeRecord struct {
 
 func codeKey(user, purpose string) string { return "code:" + purpose + ":" + user }
 
+// CodePending reports whether a sign-in (or step-up) code sent on channel
+// (sms, voice or email) is waiting for the session's user: the
+// challenge page then asks for it rather than offering to send one.
+func (s *Service) CodePending(ctx context.Context, res *Resolved, channel string) (bool, error) {
+	if res == nil || res.Session == nil || (res.Session.State != store.StateSecondFactor && res.Session.State != store.StateTwoFactor) {
+		return false, nil
+	}
+	now := s.now()
+	b, err := s.store.Get(ctx, codeKey(res.Session.User, "login"), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, &UnavailableError{err}
+	}
+	var rec codeRecord
+	if json.Unmarshal(b, &rec) != nil {
+		return false, nil
+	}
+	return rec.Channel == channel && now.Before(rec.Expires) && rec.Tries < maxCodeTries, nil
+}
+
 // issueCode stores a fresh code for purpose and returns it.
 func (s *Service) issueCode(ctx context.Context, user, purpose, channel string, target []byte, method string) (string, error) {
 	code, err := otp.NewCode(s.cfg.Code.Length)
@@ -336,8 +358,9 @@ func (s *Service) issueCode(ctx context.Context, user, purpose, channel string, 
 
 // checkCode consumes the code for purpose atomically: of concurrent
 // submissions exactly one can succeed. A wrong code is put back with one
-// try fewer, until maxCodeTries.
-func (s *Service) checkCode(ctx context.Context, user, purpose, code string) (*codeRecord, error) {
+// try fewer, until maxCodeTries. With channel set, only a code sent on
+// that channel matches (a text's code is not a call's).
+func (s *Service) checkCode(ctx context.Context, user, purpose, channel, code string) (*codeRecord, error) {
 	norm, ok := otp.NormalizeCode(code, s.cfg.Code.Length)
 	now := s.now()
 	key := codeKey(user, purpose)
@@ -356,7 +379,7 @@ func (s *Service) checkCode(ctx context.Context, user, purpose, code string) (*c
 	if err != nil {
 		return nil, ErrInvalidCode
 	}
-	if ok && s.codes.Equal(want, purpose, user, norm) {
+	if ok && s.codes.Equal(want, purpose, user, norm) && (channel == "" || rec.Channel == channel) {
 		return &rec, nil
 	}
 	rec.Tries++
@@ -538,7 +561,7 @@ func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, me
 		}
 		return nil
 	case MethodSMS, MethodVoice, MethodEmail:
-		_, err := s.checkCode(ctx, user, "login", code)
+		_, err := s.checkCode(ctx, user, "login", method, code)
 		return err
 	case MethodBackup:
 		norm, ok := otp.NormalizeBackupCode(code)
@@ -840,7 +863,7 @@ func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, 
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.checkCode(ctx, user, "phone", code)
+	rec, err := s.checkCode(ctx, user, "phone", "", code)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
 			if ferr := s.factorFailed(ctx, user, c); ferr != nil {

@@ -132,6 +132,37 @@ func TestPhoneEnrolmentAndSignIn(t *testing.T) {
 	}
 }
 
+// A code counts only for the channel it was sent on, and the challenge
+// page can tell that one is on its way.
+func TestCodeBoundToChannel(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	res := e.signIn(t, "bob", "bob-password")
+	if p, err := e.svc.CodePending(ctx, res, MethodVoice); err != nil || p {
+		t.Fatalf("pending before any send: %v, %v", p, err)
+	}
+	if _, err := e.svc.SendCode(ctx, res, MethodVoice, ip1); err != nil {
+		t.Fatal(err)
+	}
+	code := e.voice.last(t).Code
+	if p, err := e.svc.CodePending(ctx, res, MethodVoice); err != nil || !p {
+		t.Fatalf("voice code not pending: %v, %v", p, err)
+	}
+	if p, _ := e.svc.CodePending(ctx, res, MethodSMS); p {
+		t.Fatal("a voice code reads as a pending text")
+	}
+	if _, err := e.svc.VerifyCode(ctx, res, MethodSMS, code, false, ip1); !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("the call's code as a text's: %v", err)
+	}
+	if _, err := e.svc.VerifyCode(ctx, res, MethodVoice, code, false, ip1); err != nil {
+		t.Fatalf("the call's code as the call's: %v", err)
+	}
+	if p, _ := e.svc.CodePending(ctx, res, MethodVoice); p {
+		t.Fatal("a used code still reads as pending")
+	}
+}
+
 func TestCodeTriesAndExpiry(t *testing.T) {
 	e := newTSEnv(t)
 	ctx := context.Background()

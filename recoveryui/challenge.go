@@ -152,6 +152,11 @@ func (p *Portal) challengePage(w http.ResponseWriter, r *http.Request, env Env) 
 			status = http.StatusBadRequest
 		}
 	}
+	// The page asks for a code already on its way (after a reload, the
+	// back button, or a resend refused in the cooldown).
+	if !d.CodeSent && (method == account.MethodSMS || method == account.MethodVoice || method == account.MethodEmail) {
+		d.CodeSent, _ = p.Account.CodePending(r.Context(), res, method)
+	}
 	p.render(w, status, "challenge.html", d)
 }
 

@@ -447,6 +447,14 @@ func TestTwoStepPhoneEnrolmentAndSignIn(t *testing.T) {
 
 		half := sessionCookie(c)
 		wantSent(t, p.send(t, c, "alice", "sms"), "•••• 4567", 1)
+		// The challenge page, opened again, asks for the text's code (and
+		// offers to call, since no call was made).
+		if pg := c.browse(site + "/.twostep/challenge?method=sms"); !strings.Contains(string(pg.body), `name="code"`) {
+			t.Fatalf("challenge page after a text was sent has no code field: %d %s", pg.StatusCode, pg.body)
+		}
+		if pg := c.browse(site + "/.twostep/challenge?method=voice"); strings.Contains(string(pg.body), `name="code"`) || !strings.Contains(string(pg.body), "Call me") {
+			t.Fatalf("challenge page for a call not made: %d %s", pg.StatusCode, pg.body)
+		}
 		sms := tw.nth(t, "sms", 2)
 		if sms.To != alicePhone {
 			t.Fatalf("SMS to %s", sms.To)
