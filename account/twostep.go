@@ -893,7 +893,8 @@ func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, 
 }
 
 // turnOnWith saves a record that gained a method: two-step turns on if it
-// was off (with a fresh set of backup codes), and the session rises to
+// was off, with a fresh set of backup codes shown once (any earlier set,
+// kept while two-step was off, stops working), and the session rises to
 // two_factor.
 func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, event string) (*ConfirmResult, error) {
 	user := res.Session.User
@@ -901,13 +902,11 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 	if !r.Enabled {
 		r.Enabled = true
 		out.TurnedOn = true
-		if len(r.Backup) == 0 {
-			codes, err := s.newBackupCodes(ctx, user, r)
-			if err != nil {
-				return nil, err
-			}
-			out.BackupCodes = codes
+		codes, err := s.newBackupCodes(ctx, user, r)
+		if err != nil {
+			return nil, err
 		}
+		out.BackupCodes = codes
 	}
 	if err := s.saveRecord(ctx, user, r); err != nil {
 		return nil, err

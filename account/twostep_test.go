@@ -403,6 +403,31 @@ func TestTurnOff(t *testing.T) {
 	if err := e.svc.SetTwoStep(ctx, res, true, "", "", ip1); err != nil {
 		t.Fatal(err)
 	}
+	// Off, then on again by confirming a (new) phone: that call turned
+	// two-step on, so it shows a fresh set of backup codes, and the set
+	// from before stops working.
+	res, _ = e.svc.Resolve(ctx, full.Token)
+	if err := e.svc.SetTwoStep(ctx, res, false, "bob-password", codes[2], ip1); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(time.Minute)
+	if _, err := e.svc.SetPhone(ctx, res, "+15557654321", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.svc.ConfirmPhone(ctx, res, e.sms.last(t).Code, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.TurnedOn || len(again.BackupCodes) != 10 {
+		t.Fatalf("confirming a method that turned two-step back on: %+v, want 10 new backup codes", again)
+	}
+	half = e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, codes[3], false, ip1); !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("a backup code of the earlier set: %v", err)
+	}
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, again.BackupCodes[0], false, ip1); err != nil {
+		t.Fatalf("a backup code of the new set: %v", err)
+	}
 	a := e.signIn(t, "alice", "alice-password")
 	if err := e.svc.SetTwoStep(ctx, a, true, "", "", ip1); !errors.Is(err, ErrConflict) {
 		t.Fatalf("on without a method: %v", err)

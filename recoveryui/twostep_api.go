@@ -274,10 +274,11 @@ func (p *Portal) apiPhone(w http.ResponseWriter, r *http.Request, env Env) {
 		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "phone" is required, e.g. "+15551234567".`)
 		return
 	}
-	method := account.MethodSMS
-	if req.Method != nil {
-		method = *req.Method
+	if req.Method == nil || *req.Method == "" {
+		WriteError(w, http.StatusBadRequest, "invalid_request", `Field "method" is required: "sms" or "voice" (how the code for the new number is sent).`)
+		return
 	}
+	method := *req.Method
 	res := p.needSession(w, r, env)
 	if res == nil {
 		return

@@ -1196,6 +1196,7 @@ func TestTwoStepAPIBadInput(t *testing.T) {
 		wantError(t, half.api("code/send", map[string]any{}), http.StatusBadRequest, "invalid_request")
 		wantError(t, one.api("totp/confirm", map[string]any{"code": ""}), http.StatusBadRequest, "invalid_request")
 		wantError(t, one.api("phone/confirm", map[string]any{"code": ""}), http.StatusBadRequest, "invalid_request")
+		wantError(t, one.api("phone", map[string]any{"phone": "+15557654321"}), http.StatusBadRequest, "invalid_request")
 		wantError(t, one.api("phone", map[string]any{"phone": "", "method": "sms"}), http.StatusBadRequest, "invalid_request")
 		wantError(t, one.api("phone", map[string]any{"phone": "555-1234", "method": "sms"}), http.StatusBadRequest, "invalid_request")
 		wantError(t, one.api("backup_codes", map[string]any{"password": ""}), http.StatusBadRequest, "invalid_request")
