@@ -483,6 +483,13 @@ func (s *Service) resetTwoStep(ctx context.Context, user, operator string, tell 
 	if err := s.store.Delete(ctx, recordKey(user)); err != nil {
 		return &UnavailableError{err}
 	}
+	// The users file's phone was a method too: it is no longer offered
+	// (the user may have lost it) until the file names another number.
+	if u, ok := s.users.DB().Lookup(user); ok && u.Phone != "" {
+		if err := s.saveRecord(ctx, user, &record{FilePhoneOff: s.filePhoneHash(u)}); err != nil {
+			return err
+		}
+	}
 	for _, k := range []string{"fail:2fa:u:" + user, "ban:2fa:u:" + user, "totp-pending:" + user} {
 		if err := s.store.Delete(ctx, k); err != nil {
 			return &UnavailableError{err}

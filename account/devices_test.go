@@ -3,6 +3,8 @@ package account
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +210,51 @@ func mustParseWithBob(t *testing.T, bobHashValue string) *users.DB {
 	bobHash = bobHashValue
 	defer func() { bobHash = old }()
 	return usersYAML(t, "", false)
+}
+
+// A phone from the users file is a method like a confirmed one, so a
+// reset (reset-2sv, an approved recovery) stops offering it too, until
+// the users file names another number.
+func TestResetRemovesUsersFilePhone(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	withPhone := func(phone string) {
+		db, err := users.Parse([]byte(fmt.Sprintf("users:\n  carol:\n    password: %q\n    phone: %q\n", bobHash, phone)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.dir.db.Store(db)
+	}
+	withPhone("+15550001111")
+	carol := e.signIn(t, "carol", "bob-password")
+	if err := e.svc.SetTwoStep(ctx, carol, true, "", "", ip1); err != nil {
+		t.Fatalf("two-step on with the users file's phone: %v", err)
+	}
+	if got := e.signIn(t, "carol", "bob-password"); got.Session.State != store.StateSecondFactor {
+		t.Fatalf("with two-step on: %v", got.Session.State)
+	}
+	if err := e.svc.ResetTwoStep(ctx, "carol", "root"); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := e.dir.DB().Lookup("carol")
+	info, err := e.svc.TwoStep(ctx, u)
+	if err != nil || info.Enabled || len(info.Methods) != 0 || info.PhoneMasked != "" {
+		t.Fatalf("after reset-2sv: %+v, %v; want no method, no phone", info, err)
+	}
+	carol = e.signIn(t, "carol", "bob-password")
+	if carol.Session.State != store.StateOneFactor {
+		t.Fatalf("after reset-2sv: %v", carol.Session.State)
+	}
+	if err := e.svc.SetTwoStep(ctx, carol, true, "", "", ip1); !errors.Is(err, ErrConflict) {
+		t.Fatalf("two-step on with the removed phone: %v", err)
+	}
+	if _, err := e.svc.SendCode(ctx, carol, MethodSMS, ip1); err == nil {
+		t.Fatal("a code went to the removed phone")
+	}
+	// The operator gives the account a new number: it counts again.
+	withPhone("+15550002222")
+	u, _ = e.dir.DB().Lookup("carol")
+	if info, _ := e.svc.TwoStep(ctx, u); !slices.Contains(info.Methods, MethodSMS) {
+		t.Fatalf("a new users-file phone is not offered: %+v", info)
+	}
 }

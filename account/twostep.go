@@ -2,6 +2,8 @@ package account
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -108,8 +110,12 @@ type record struct {
 	Phone      []byte `json:"phone,omitempty"`
 	PhoneLast4 string `json:"phone_last4,omitempty"`
 	// Backup holds the keyed hashes (hex) of unused backup codes.
-	Backup  []string  `json:"backup,omitempty"`
-	Updated time.Time `json:"updated"`
+	Backup []string `json:"backup,omitempty"`
+	// FilePhoneOff is the keyed hash (hex) of a users-file phone that a
+	// reset (reset-2sv, an approved recovery) removed: that number is no
+	// longer offered until the users file names another one.
+	FilePhoneOff string    `json:"file_phone_off,omitempty"`
+	Updated      time.Time `json:"updated"`
 }
 
 func recordKey(user string) string { return "2sv:" + user }
@@ -151,7 +157,21 @@ func (s *Service) phoneOf(u *users.User, r *record) (string, error) {
 		}
 		return string(p), nil
 	}
-	return u.Phone, nil
+	return s.filePhone(u, r), nil
+}
+
+// filePhone is the users file's phone for u, unless a reset removed it.
+func (s *Service) filePhone(u *users.User, r *record) string {
+	if u.Phone == "" || (r.FilePhoneOff != "" && r.FilePhoneOff == s.filePhoneHash(u)) {
+		return ""
+	}
+	return u.Phone
+}
+
+func (s *Service) filePhoneHash(u *users.User) string {
+	m := hmac.New(sha256.New, s.deviceKey)
+	m.Write([]byte("file-phone\x00" + users.Canonical(u.Name) + "\x00" + u.Phone))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // methodsOf lists the second factors the user can use now, in the order
@@ -161,7 +181,7 @@ func (s *Service) methodsOf(u *users.User, r *record) []string {
 	if len(r.TOTP) > 0 {
 		m = append(m, MethodTOTP)
 	}
-	if len(r.Phone) > 0 || u.Phone != "" {
+	if len(r.Phone) > 0 || s.filePhone(u, r) != "" {
 		if s.senders.SMS != nil {
 			m = append(m, MethodSMS)
 		}
@@ -179,8 +199,8 @@ func (s *Service) methodsOf(u *users.User, r *record) []string {
 }
 
 // hasConfirmedMethod: a factor of the user's own (backup codes do not count).
-func hasConfirmedMethod(u *users.User, r *record) bool {
-	return len(r.TOTP) > 0 || len(r.Phone) > 0 || u.Phone != ""
+func (s *Service) hasConfirmedMethod(u *users.User, r *record) bool {
+	return len(r.TOTP) > 0 || len(r.Phone) > 0 || s.filePhone(u, r) != ""
 }
 
 // TwoStepInfo is the account's two-step state for display.
@@ -208,8 +228,8 @@ func (s *Service) TwoStep(ctx context.Context, u *users.User) (*TwoStepInfo, err
 	}
 	if r.PhoneLast4 != "" {
 		info.PhoneMasked = "•••• " + r.PhoneLast4
-	} else if u.Phone != "" {
-		info.PhoneMasked = otp.Mask(u.Phone)
+	} else if p := s.filePhone(u, r); p != "" {
+		info.PhoneMasked = otp.Mask(p)
 	}
 	if info.Methods == nil {
 		info.Methods = []string{}
@@ -221,9 +241,9 @@ func (s *Service) TwoStep(ctx context.Context, u *users.User) (*TwoStepInfo, err
 // required` once a method exists).
 func (s *Service) enabled(u *users.User, r *record) bool {
 	if s.cfg.TwoStepRequired {
-		return hasConfirmedMethod(u, r)
+		return s.hasConfirmedMethod(u, r)
 	}
-	return r.Enabled && (hasConfirmedMethod(u, r) || len(r.Backup) > 0)
+	return r.Enabled && (s.hasConfirmedMethod(u, r) || len(r.Backup) > 0)
 }
 
 // stateAfterPassword decides what a fresh sign-in becomes.
@@ -1039,7 +1059,7 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		return err
 	}
 	if enabled {
-		if !hasConfirmedMethod(res.User, r) {
+		if !s.hasConfirmedMethod(res.User, r) {
 			return ErrConflict
 		}
 		if r.Enabled || s.cfg.TwoStepRequired {
