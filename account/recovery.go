@@ -88,6 +88,7 @@ func (r *Recovery) Open() bool {
 func recoveryKey(id string) string     { return "recovery:" + id }
 func recoveryDocKey(id string) string  { return "recovery-doc:" + id }
 func recoveryOpenKey(u string) string  { return "recovery-open:" + u }
+func recoveryLastKey(u string) string  { return "recovery-last:" + u }
 func recoveryIndexKey() string         { return "recovery-index" }
 func mustEnrollKey(user string) string { return "must-enroll:" + user }
 
@@ -219,6 +220,10 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	if err := s.saveRecovery(ctx, r); err != nil {
 		return nil, err
 	}
+	// The status page shows the latest request once it is decided too.
+	if err := s.store.Put(ctx, recoveryLastKey(user), []byte(r.ID), 0, now); err != nil {
+		return nil, &UnavailableError{err}
+	}
 	ids, err := s.recoveryIndex(ctx)
 	if err != nil {
 		return nil, err
@@ -231,10 +236,23 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	s.mailUser(ctx, user, "We received your account recovery request",
 		"We received your request to recover your account with a "+strings.ToLower(DocumentTypes[docType])+". "+
 			"A person will check it; this takes "+s.cfg.Recovery.Expected+". We will email you when it is decided.\n\n"+
-			"If it is approved, two-step verification will be turned off and you will sign in with your password alone.\n\n"+
+			"If it is approved, two-step verification will be turned off"+s.afterApprovalText()+".\n\n"+
 			"If you did not ask for this, sign in with your code and the request is cancelled at once; then change your password.")
 	return r, nil
 }
+
+// afterApprovalText ends "two-step verification will be turned off" with
+// what the next sign-in asks for (after_approval).
+func (s *Service) afterApprovalText() string {
+	if s.cfg.Recovery.AfterApproval == "enroll" {
+		return "; you will sign in with your password and then set up a new way to get codes"
+	}
+	return " and you will sign in with your password alone"
+}
+
+// AfterApprovalEnroll reports whether an approved recovery makes the next
+// sign-in enrol a new second factor (after_approval enroll).
+func (s *Service) AfterApprovalEnroll() bool { return s.cfg.Recovery.AfterApproval == "enroll" }
 
 // openRecovery returns the user's open request, if any.
 func (s *Service) openRecovery(ctx context.Context, user string) (*Recovery, error) {
@@ -261,18 +279,23 @@ func (s *Service) openRecovery(ctx context.Context, user string) (*Recovery, err
 }
 
 // MyRecovery returns the caller's most recent request (open or not), if
-// the session is its owner's. id "" means the open one.
+// the session is its owner's. id "" means the open one, or else the latest.
 func (s *Service) MyRecovery(ctx context.Context, res *Resolved, id string) (*Recovery, error) {
 	user := res.Session.User
 	if id == "" {
+		// The open request, or else the latest one (decided).
 		r, err := s.openRecovery(ctx, user)
-		if err != nil {
-			return nil, err
+		if err != nil || r != nil {
+			return r, err
 		}
-		if r == nil {
+		b, err := s.store.Get(ctx, recoveryLastKey(user), s.now())
+		if errors.Is(err, store.ErrNotFound) {
 			return nil, ErrNotFound
 		}
-		return r, nil
+		if err != nil {
+			return nil, &UnavailableError{err}
+		}
+		id = string(b)
 	}
 	r, err := s.loadRecovery(ctx, id)
 	if err != nil {

@@ -206,8 +206,8 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 	}
 	rc := p.Account.RecoverySettings()
 	d := pageData{Title: "Recover your account", CSRF: p.Account.CSRFToken(csrf), Methods: documentOptions,
-		Notice: "", Secret: rc.Expected, Phone: humanBytes(rc.MaxSize)}
-	if open, err := p.Account.MyRecovery(r.Context(), res, ""); err == nil && open != nil {
+		Notice: "", Secret: rc.Expected, Phone: humanBytes(rc.MaxSize), Enroll: p.Account.AfterApprovalEnroll()}
+	if last, err := p.Account.MyRecovery(r.Context(), res, ""); err == nil && last != nil && last.Open() {
 		http.Redirect(w, r, Prefix+"recovery/status", http.StatusSeeOther)
 		return
 	}
@@ -276,10 +276,10 @@ func (p *Portal) recoveryStatusPage(w http.ResponseWriter, r *http.Request, env 
 		return
 	}
 	rec, err := p.Account.MyRecovery(r.Context(), res, r.URL.Query().Get("id"))
-	d := pageData{Title: "Your recovery request", Secret: p.Account.RecoverySettings().Expected}
+	d := pageData{Title: "Your recovery request", Secret: p.Account.RecoverySettings().Expected, Enroll: p.Account.AfterApprovalEnroll()}
 	switch {
 	case errors.Is(err, account.ErrNotFound):
-		d.Notice = "You have no open recovery request."
+		d.Notice = "You have no recovery request."
 	case err != nil:
 		p.answerErr(w, r, err)
 		return

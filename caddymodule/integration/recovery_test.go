@@ -9,6 +9,7 @@ package integration
 import (
 	"archive/zip"
 	"bytes"
+	"html"
 	"image/jpeg"
 	"image/png"
 	"net/http"
@@ -182,6 +183,15 @@ func TestRecoveryDenialAndRetention(t *testing.T) {
 	m := wantRecoveryStatus(t, bob, id, "denied")
 	if m["reason"] != reason {
 		t.Errorf("GET recovery/%s: %v, want reason %q", id, m, reason)
+	}
+	// The status page shows the decided request, reason included.
+	if pg := bob.browse(site + "/.twostep/recovery/status"); !strings.Contains(string(pg.body), "Declined") || !strings.Contains(string(pg.body), html.EscapeString(reason)) {
+		t.Errorf("recovery/status after the denial: %d %s", pg.StatusCode, pg.body)
+	}
+	// And the recovery page still takes a new request (it does not send
+	// the user back to the decided one).
+	if pg := bob.browse(site + "/.twostep/recovery"); pg.StatusCode != http.StatusOK || !strings.Contains(string(pg.body), `name="document"`) {
+		t.Errorf("recovery page after a denial: %d %s", pg.StatusCode, pg.body)
 	}
 	wantError(t, decide(alice, id, map[string]string{"decision": "approve"}), http.StatusConflict, "conflict")
 	if q := reviewQueue(t, alice); len(q) != 0 {
