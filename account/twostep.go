@@ -43,6 +43,9 @@ var (
 	// ErrAlreadyDecided (an ErrConflict): the recovery request is no longer
 	// pending.
 	ErrAlreadyDecided = fmt.Errorf("%w: the request is no longer pending", ErrConflict)
+	// ErrNothingToConfirm (an ErrConflict): no authenticator app is waiting
+	// for its first code (totp/enroll first, or it expired).
+	ErrNothingToConfirm = fmt.Errorf("%w: no authenticator app waiting for its first code", ErrConflict)
 	// ErrForbidden: the session may not do this.
 	ErrForbidden = errors.New("forbidden")
 	// ErrNoMethod: the method is not available to this user.
@@ -798,7 +801,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c
 	}
 	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrConflict
+		return nil, ErrNothingToConfirm
 	}
 	if err != nil {
 		return nil, &UnavailableError{err}

@@ -195,6 +195,9 @@ func (p *Portal) pageError(w http.ResponseWriter, d *pageData, err error, method
 	case errors.Is(err, account.ErrNoMethod):
 		d.Error = "That method is not set up for this account."
 		return http.StatusConflict
+	case errors.Is(err, account.ErrNothingToConfirm):
+		d.Error = "The authenticator set-up expired. Start again: scan the new QR code and enter its code."
+		return http.StatusConflict
 	case errors.Is(err, account.ErrConflict):
 		d.Error = "Set up and confirm a verification method first."
 		return http.StatusConflict

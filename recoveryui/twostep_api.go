@@ -36,6 +36,8 @@ func (p *Portal) answerUseCase(w http.ResponseWriter, r *http.Request, res *acco
 		p.fail(w, r, http.StatusUnauthorized, "invalid_code", "That code is wrong, expired or already used.")
 	case errors.Is(err, account.ErrInvalidCredentials):
 		p.fail(w, r, http.StatusUnauthorized, "invalid_credentials", "Incorrect password.")
+	case errors.Is(err, account.ErrNothingToConfirm):
+		p.fail(w, r, http.StatusConflict, "conflict", "No authenticator app is waiting to be confirmed: start with POST totp/enroll (a pending one expires after 15 minutes).")
 	case errors.Is(err, account.ErrConflict):
 		p.fail(w, r, http.StatusConflict, "conflict", "Set up and confirm a verification method first.")
 	case errors.Is(err, account.ErrNoMethod):
