@@ -138,6 +138,13 @@ http://localhost:9082 {
 	t.Run("deny is 403", func(t *testing.T) {
 		wantStatus(t, c.get(app+"/internal/x"), http.StatusForbidden)
 	})
+	t.Run("bypass: a client-sent Remote-User does not reach the app", func(t *testing.T) {
+		r := c.get(app+"/public/x", "Remote-User", "admin", "Remote-Groups", "admins")
+		wantStatus(t, r, http.StatusOK)
+		if u := r.json(t)["user"]; u != nil {
+			t.Fatalf("the app saw Remote-User %v on a bypass route", u)
+		}
+	})
 	// forward_auth passes the client's own headers on to the sidecar:
 	// one naming another URL (nginx's header, or a second copy of
 	// Caddy's) must not choose the URL that is judged.
