@@ -202,7 +202,7 @@ func oidcProblem(err error) string {
 	case errors.Is(err, oidc.ErrState):
 		return "the answer did not belong to this sign-in."
 	case errors.Is(err, oidc.ErrProviderError):
-		return err.Error()
+		return strings.TrimPrefix(err.Error(), "oidc: ") + "."
 	case errors.Is(err, oidc.ErrExchange):
 		return "the provider refused the sign-in code (it may have been used already)."
 	case errors.Is(err, oidc.ErrToken):

@@ -78,8 +78,14 @@ type Flow struct {
 }
 
 // reauthSkew is how far the provider's clock may be behind ours when
-// Finish compares auth_time with the flow's start.
-const reauthSkew = time.Minute
+// Finish compares auth_time with the flow's start: a few seconds for
+// clocks that NTP keeps, not enough for an earlier login to pass as the
+// one the confirmation asked for.
+const reauthSkew = 5 * time.Second
+
+// iatSkew is how far in the future an ID token's iat may be (the
+// provider's clock ahead of ours).
+const iatSkew = 5 * time.Minute
 
 // Identity is who the provider says signed in, mapped to twostep's terms.
 type Identity struct {
@@ -406,7 +412,7 @@ func (p *Provider) Finish(ctx context.Context, flow *Flow, query url.Values, now
 	}
 	code := query.Get("code")
 	if code == "" {
-		return nil, fmt.Errorf("%w: no code in the callback", ErrExchange)
+		return nil, fmt.Errorf("%w: the callback carries no code", ErrProviderError)
 	}
 	if err := p.Discover(ctx); err != nil {
 		return nil, err
@@ -416,6 +422,12 @@ func (p *Provider) Finish(ctx context.Context, flow *Flow, query url.Values, now
 
 	tok, err := p.oauth2Config(d, flow.RedirectURI).Exchange(ctx, code, oauth2.VerifierOption(flow.Verifier))
 	if err != nil {
+		// A provider that refuses the code answers 4xx; no answer at
+		// all, or a 5xx, is the provider being down.
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.Response == nil || re.Response.StatusCode >= 500 {
+			return nil, fmt.Errorf("%w: token endpoint: %s", ErrUnavailable, describeExchangeError(err))
+		}
 		return nil, fmt.Errorf("%w: %s", ErrExchange, describeExchangeError(err))
 	}
 	raw, _ := tok.Extra("id_token").(string)
@@ -432,6 +444,13 @@ func (p *Provider) Finish(ctx context.Context, flow *Flow, query url.Values, now
 	}
 	if idt.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub", ErrToken)
+	}
+	// OIDC Core 2: iat is required; one from the future is refused.
+	if idt.IssuedAt.IsZero() {
+		return nil, fmt.Errorf("%w: no iat", ErrToken)
+	}
+	if idt.IssuedAt.After(now.Add(iatSkew)) {
+		return nil, fmt.Errorf("%w: issued in the future (iat %s)", ErrToken, idt.IssuedAt.UTC().Format(time.RFC3339))
 	}
 	if idt.AccessTokenHash != "" {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {

@@ -371,8 +371,8 @@ func TestProviderError(t *testing.T) {
 	if !errors.Is(err, ErrProviderError) || !strings.Contains(err.Error(), "access_denied: the user said no") || strings.ContainsAny(err.Error(), "\r\n") {
 		t.Fatalf("err = %q, want ErrProviderError with the cleaned message", err)
 	}
-	if _, err := finish(t, p, flow, url.Values{"state": {flow.State}}, time.Time{}); !errors.Is(err, ErrExchange) {
-		t.Errorf("no code: err = %v, want ErrExchange", err)
+	if _, err := finish(t, p, flow, url.Values{"state": {flow.State}}, time.Time{}); !errors.Is(err, ErrProviderError) || !strings.Contains(err.Error(), "no code") {
+		t.Errorf("no code: err = %v, want ErrProviderError saying there is no code", err)
 	}
 }
 
