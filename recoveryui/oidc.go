@@ -136,7 +136,11 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 	}
 	if err != nil {
 		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.Error(err))
-		p.renderLogin(w, r, env, ret, http.StatusUnauthorized, "Signing in with "+providerTitle(pr)+" did not work: "+oidcProblem(err))
+		status := http.StatusUnauthorized
+		if errors.Is(err, oidc.ErrUnavailable) {
+			status = http.StatusServiceUnavailable
+		}
+		p.renderLogin(w, r, env, ret, status, "Signing in with "+providerTitle(pr)+" did not work: "+oidcProblem(err))
 		return
 	}
 	res, err := p.Account.SignInExternal(r.Context(), account.ExternalIdentity{
