@@ -34,6 +34,10 @@ import (
 var (
 	// ErrInvalidCredentials: wrong password, unknown or disabled user.
 	ErrInvalidCredentials = errors.New("invalid username or password")
+	// ErrAccountLinked: the provider vouched for a user name that another
+	// account at the provider (another sub), or at another provider for a
+	// user who exists only upstream, signed in as first.
+	ErrAccountLinked = errors.New("the user name belongs to another provider account")
 	// ErrNoSession: the token names no live session.
 	ErrNoSession = errors.New("no session")
 	// ErrBusy: too many password hashes are queued; try again shortly.
@@ -110,6 +114,9 @@ type Config struct {
 	Senders Senders
 	// Recovery sets the identity-check recovery.
 	Recovery RecoveryConfig
+	// Providers names the configured identity providers (oidc blocks), so
+	// that reset-2sv can free a user's links to them.
+	Providers []string
 }
 
 // maxHashWait bounds how long a sign-in waits for a free password-hash

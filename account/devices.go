@@ -463,13 +463,34 @@ func (s *Service) viewRecord(ctx context.Context, prefix, name string, decode fu
 // trusted devices and sessions ended, the second-factor lock cleared. A
 // phone number in the users file stays: remove it there too if it is lost.
 func (s *Service) ResetTwoStep(ctx context.Context, user, operator string) error {
-	return s.resetTwoStep(ctx, user, operator, true)
+	if err := s.resetTwoStep(ctx, user, operator, true); err != nil {
+		return err
+	}
+	// The operator's reset also frees the user name's bindings to
+	// provider accounts (a provider that re-created its user gets a new
+	// sub); an approved recovery keeps them.
+	user = users.Canonical(user)
+	keys := []string{ownerKey(user), externalKey(user)}
+	for _, p := range s.cfg.Providers {
+		keys = append(keys, linkKey(p, user))
+	}
+	for _, k := range keys {
+		if err := s.store.Delete(ctx, k); err != nil {
+			return &UnavailableError{err}
+		}
+	}
+	return nil
 }
 
 func (s *Service) resetTwoStep(ctx context.Context, user, operator string, tell bool) error {
 	user = users.Canonical(user)
 	if _, ok := s.users.DB().Lookup(user); !ok {
-		return ErrNotFound
+		// A user who exists only upstream is known by its name's owner.
+		if _, err := s.store.Get(ctx, ownerKey(user), s.now()); errors.Is(err, store.ErrNotFound) {
+			return ErrNotFound
+		} else if err != nil {
+			return &UnavailableError{err}
+		}
 	}
 	r, err := s.loadRecord(ctx, user)
 	if err != nil {

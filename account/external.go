@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -23,11 +24,45 @@ type ExternalIdentity struct {
 	// MFA: the provider says it used more than a password, and the
 	// configuration trusts it (trust_idp_mfa).
 	MFA bool
+	// AuthTime is when the provider last asked the user for credentials
+	// (auth_time; zero when it did not say). A trusted provider MFA counts
+	// as given then, for max_age step-up.
+	AuthTime time.Time
 	// AllowUnknown accepts users that are not in the users file.
 	AllowUnknown bool
 }
 
 func externalKey(user string) string { return "extuser:" + user }
+
+// linkKey holds the subject of the provider account that signs in as a
+// local user at that provider; ownerKey the provider account that owns a
+// user name that exists only upstream.
+func linkKey(provider, user string) string { return "oidc-link:" + provider + ":" + user }
+func ownerKey(user string) string          { return "oidc-owner:" + user }
+
+// bindExternal ties a user name to the first provider account that signs
+// in as it, and refuses any other (OIDC Core 5.7: a provider's user name
+// may be reassigned or chosen by its users; only iss and sub identify an
+// account). A local user may use several providers, each with its own
+// account; a name that exists only upstream has one owner, whatever the
+// provider. reset-2sv frees the bindings.
+func (s *Service) bindExternal(ctx context.Context, id ExternalIdentity, name string, known bool, c Client) error {
+	key, want := linkKey(id.Provider, name), id.Subject
+	if !known {
+		key, want = ownerKey(name), id.Provider+"\x00"+id.Subject
+	}
+	stored, created, err := s.store.PutIfAbsent(ctx, key, []byte(want), 0, s.now())
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	if !created && !hmac.Equal(stored, []byte(want)) {
+		s.audit.Warn("sign-in refused", zap.String("user", name), zap.String("provider", id.Provider),
+			zap.String("subject", id.Subject), zap.String("ip", c.ip()), zap.String("outcome", "other_provider_account"))
+		s.metrics.SignIn("oidc", "failure")
+		return ErrAccountLinked
+	}
+	return nil
+}
 
 // externalCredential marks sessions of users that exist only upstream.
 func externalCredential(provider, subject string) string {
@@ -51,7 +86,11 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 	case !known && !id.AllowUnknown:
 		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("provider", id.Provider), zap.String("ip", c.ip()), zap.String("outcome", "unknown_user"))
 		return nil, ErrInvalidCredentials
-	case !known:
+	}
+	if err := s.bindExternal(ctx, id, name, known, c); err != nil {
+		return nil, err
+	}
+	if !known {
 		u = &users.User{Name: name, DisplayName: id.Name, Email: id.Email, Groups: id.Groups,
 			Credential: externalCredential(id.Provider, id.Subject)}
 		b, _ := json.Marshal(u)
@@ -84,6 +123,14 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 	}
 	if state == store.StateTwoFactor {
 		sess.SecondFactorAt = now
+		if id.MFA {
+			// The provider's MFA happened at its auth_time, not now; without
+			// one, a max_age rule asks again (zero is "too long ago").
+			sess.SecondFactorAt = time.Time{}
+			if !id.AuthTime.IsZero() && !id.AuthTime.After(now) {
+				sess.SecondFactorAt = id.AuthTime
+			}
+		}
 	}
 	if state == store.StateSecondFactor && c.Device != "" {
 		d, h, err := s.checkDevice(ctx, u, c.Device)

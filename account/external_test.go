@@ -127,3 +127,88 @@ func TestReauthAfterSignOut(t *testing.T) {
 		t.Fatalf("the session came back: %v", err)
 	}
 }
+
+// A provider's user name is not unique forever (OIDC Core 5.7: only iss
+// and sub are): the first provider account to sign in as a name owns it.
+// Another subject claiming it — at the same provider, or, for a user who
+// exists only upstream, at another provider — is refused, and does not
+// disturb the owner.
+func TestExternalNameBoundToSubject(t *testing.T) {
+	e := newTSEnv(t)
+	e.svc.cfg.Providers = []string{"idp", "evil", "other"}
+	ctx := context.Background()
+	signIn := func(id ExternalIdentity) (*SignInResult, error) {
+		return e.svc.SignInExternal(ctx, id, ip1)
+	}
+	// A local user (alice, in the users file) at provider idp.
+	if _, err := signIn(ExternalIdentity{Provider: "idp", Subject: "sub-alice", Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signIn(ExternalIdentity{Provider: "idp", Subject: "sub-mallory", Username: "Alice", MFA: true}); !errors.Is(err, ErrAccountLinked) {
+		t.Fatalf("another subject of idp as alice: %v, want ErrAccountLinked", err)
+	}
+	if _, err := signIn(ExternalIdentity{Provider: "idp", Subject: "sub-alice", Username: "alice"}); err != nil {
+		t.Fatalf("alice again: %v", err)
+	}
+	// A provider-only user: one provider account owns the name.
+	zoe, tok := e.signInExternal(t, "zoe", "sub-zoe")
+	for _, id := range []ExternalIdentity{
+		{Provider: "idp", Subject: "sub-mallory", Username: "ZOE", AllowUnknown: true},
+		{Provider: "evil", Subject: "sub-zoe", Username: "zoe", AllowUnknown: true, MFA: true, Groups: []string{"admins"}},
+	} {
+		if _, err := signIn(id); !errors.Is(err, ErrAccountLinked) {
+			t.Fatalf("%+v as zoe: %v, want ErrAccountLinked", id, err)
+		}
+	}
+	// zoe's session is untouched.
+	if _, err := e.svc.Resolve(ctx, tok); err != nil {
+		t.Fatalf("zoe's session after the attempts: %v", err)
+	}
+	if zoe.User.Credential != externalCredential("idp", "sub-zoe") {
+		t.Fatalf("zoe's credential %q", zoe.User.Credential)
+	}
+	// reset-2sv frees the names (a provider that re-created its user).
+	if err := e.svc.ResetTwoStep(ctx, "alice", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signIn(ExternalIdentity{Provider: "idp", Subject: "sub-alice-2", Username: "alice"}); err != nil {
+		t.Fatalf("alice's new subject after reset-2sv: %v", err)
+	}
+	if err := e.svc.ResetTwoStep(ctx, "zoe", "root"); err != nil {
+		t.Fatalf("reset-2sv of a provider-only user: %v", err)
+	}
+	if _, err := e.svc.Resolve(ctx, tok); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("zoe's session after reset-2sv: %v", err)
+	}
+	if _, err := signIn(ExternalIdentity{Provider: "other", Subject: "sub-zoe-2", Username: "zoe", AllowUnknown: true}); err != nil {
+		t.Fatalf("zoe at another provider after reset-2sv: %v", err)
+	}
+}
+
+// A trusted provider MFA counts from the provider's auth_time: an old
+// login there does not pass a max_age step-up as if it had just happened.
+func TestExternalMFAFromAuthTime(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	now := e.clock.now()
+	for _, c := range []struct {
+		name     string
+		authTime time.Time
+		want     time.Time
+	}{
+		{"ten hours ago", now.Add(-10 * time.Hour), now.Add(-10 * time.Hour)},
+		{"just now", now, now},
+		{"no auth_time", time.Time{}, time.Time{}},
+		{"in the future", now.Add(time.Hour), time.Time{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := e.svc.SignInExternal(ctx, ExternalIdentity{Provider: "idp", Subject: "sub-alice", Username: "alice", MFA: true, AuthTime: c.authTime}, ip1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Session.State != store.StateTwoFactor || !out.Session.SecondFactorAt.Equal(c.want) {
+				t.Fatalf("session %v, second factor at %v; want two_factor at %v", out.Session.State, out.Session.SecondFactorAt, c.want)
+			}
+		})
+	}
+}

@@ -568,6 +568,7 @@ func (a *App) Start() error {
 		Senders:               a.senders,
 		TrustedDeviceLifetime: time.Duration(a.TrustedDevice.Lifetime),
 		Recovery:              a.recoveryConfig(),
+		Providers:             a.providerNames(),
 	}, st, a.users, nil, a.logger)
 	if err == nil {
 		svc.SetTOTP(a.TOTP.Issuer, *a.TOTP.Skew)
@@ -647,6 +648,15 @@ func (a *App) Cleanup() error {
 		return a.users.Close()
 	}
 	return nil
+}
+
+// providerNames lists the configured identity providers.
+func (a *App) providerNames() []string {
+	names := make([]string, 0, len(a.OIDC))
+	for _, oc := range a.OIDC {
+		names = append(names, oc.Name)
+	}
+	return names
 }
 
 // storeDown reports whether the running store failed its last ping.

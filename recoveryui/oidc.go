@@ -147,10 +147,15 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 		Provider: pr.Name(), Subject: id.Subject, Username: id.Username, Email: id.Email, Name: id.Name,
 		// Finish admits a user missing from the users file only with
 		// allow_unknown_users.
-		Groups: id.Groups, MFA: id.MFA, AllowUnknown: !id.Known,
+		Groups: id.Groups, MFA: id.MFA, AuthTime: id.AuthTime, AllowUnknown: !id.Known,
 	}, env.Client)
 	if errors.Is(err, account.ErrInvalidCredentials) {
 		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account ("+id.Username+") has no access to this site.")
+		return
+	}
+	if errors.Is(err, account.ErrAccountLinked) {
+		p.renderLogin(w, r, env, ret, http.StatusForbidden, "The user name "+id.Username+" belongs to another "+providerTitle(pr)+
+			" account here. If your account there was re-created, ask an administrator to reset two-step verification for "+id.Username+".")
 		return
 	}
 	if err != nil {

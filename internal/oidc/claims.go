@@ -169,7 +169,11 @@ func claimStrings(v any) []string {
 	}
 	var out []string
 	for _, s := range in {
-		if s == "" || !utf8.ValidString(s) || hasControl(s) || slices.Contains(out, s) {
+		// Remote-Groups is comma-separated: a group name with a comma (or
+		// padding) would read as other groups at the app ("x,admins"), so
+		// it is dropped, as the users file refuses it.
+		if s == "" || !utf8.ValidString(s) || hasControl(s) || strings.ContainsRune(s, ',') ||
+			strings.TrimSpace(s) != s || slices.Contains(out, s) {
 			continue
 		}
 		out = append(out, s)

@@ -60,6 +60,8 @@ func TestMapClaims(t *testing.T) {
 			claims: map[string]any{"email": "a@example.com", "email_verified": true}, err: ErrNoUsername},
 		{name: "groups list", claims: map[string]any{"preferred_username": "a", "groups": []any{"x", "", 3.0, "y", "x", "bad\n"}},
 			want: Identity{Username: "a", Groups: []string{"x", "y"}}},
+		{name: "groups with a comma or padding are dropped", claims: map[string]any{"preferred_username": "a", "groups": []any{"x,admins", " staff", "staff ", "ops"}},
+			want: Identity{Username: "a", Groups: []string{"ops"}}},
 		{name: "groups string", claims: map[string]any{"preferred_username": "a", "groups": "admins"}, want: Identity{Username: "a", Groups: []string{"admins"}}},
 		{name: "custom groups claim", cfg: func(c *Config) { c.GroupsClaim = "roles" }, claims: map[string]any{"preferred_username": "a", "groups": []any{"x"}, "roles": []any{"r"}},
 			want: Identity{Username: "a", Groups: []string{"r"}}},
