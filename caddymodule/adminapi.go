@@ -58,12 +58,33 @@ func apiErr(status int, format string, args ...any) error {
 	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
 }
 
+// runningApp returns the twostep app of the configuration Caddy runs. A
+// reload that fails still provisions the new configuration's admin
+// routes and apps, and Caddy may keep serving those routes while the old
+// configuration runs on: the app to act on is the running one, not the
+// one provisioned beside this handler (fallback).
+func runningApp(fallback caddy.Context) (*App, error) {
+	for _, ctx := range []caddy.Context{caddy.ActiveContext(), fallback} {
+		if v, err := ctx.AppIfConfigured("twostep"); err == nil {
+			if app, ok := v.(*App); ok && app.Service() != nil {
+				return app, nil
+			}
+		}
+	}
+	if _, err := fallback.AppIfConfigured("twostep"); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	appIface, err := a.ctx.AppIfConfigured("twostep")
+	app, err := runningApp(a.ctx)
 	if err != nil {
 		return apiErr(http.StatusNotFound, "the twostep app is not configured")
 	}
-	app := appIface.(*App)
+	if app == nil {
+		return apiErr(http.StatusServiceUnavailable, "the twostep app is not running")
+	}
 	svc := app.Service()
 	if svc == nil {
 		return apiErr(http.StatusServiceUnavailable, "the twostep app is not running")

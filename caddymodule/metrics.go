@@ -81,10 +81,13 @@ func (a *App) registerMetrics(reg *prometheus.Registry) {
 	}
 	queue := func(oldest bool) func() float64 {
 		return func() float64 {
-			svc := a.Service()
-			if svc == nil {
+			// The running configuration's app (see runningApp): after a
+			// refused reload, a is one that never started.
+			run, _ := runningApp(a.ctx)
+			if run == nil {
 				return 0
 			}
+			svc := run.Service()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			n, age, err := svc.QueueStats(ctx)

@@ -178,6 +178,19 @@ func TestOperatorCommands(t *testing.T) {
 		}
 		return string(out)
 	}
+	// A reload that is refused (here: a users file that does not exist)
+	// leaves the running configuration, and the operator commands and the
+	// metrics work on it.
+	bad := strings.Replace(f.outboxConfig(""), f.usersFile, f.usersFile+".missing", 1)
+	res, err := http.Post("http://localhost:2999/load", "text/caddyfile", strings.NewReader(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		t.Fatal("a config with a missing users file was loaded")
+	}
+	wantStatus(t, c.get(site+"/reports"), http.StatusOK)
 	out := run("devices", "list", "bob")
 	m := deviceIDRe.FindStringSubmatch(out)
 	if m == nil {
