@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -248,6 +249,12 @@ func (sc *StoreConfig) redisOptions() (redisstore.Options, error) {
 	if len(sc.Addrs) == 0 {
 		return redisstore.Options{}, errors.New("twostep: store redis: no server (give a URL or addrs)")
 	}
+	for _, addr := range sc.Addrs {
+		host, port, err := net.SplitHostPort(addr)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return redisstore.Options{}, fmt.Errorf("twostep: store redis: addrs: %q is not host:port", addr)
+		}
+	}
 	return redisstore.Options{Addrs: sc.Addrs, MasterName: sc.MasterName, Username: sc.Username, Password: sc.Password, DB: sc.DB}, nil
 }
 
@@ -256,7 +263,12 @@ func (sc *StoreConfig) poolKey() string {
 	if sc.Type == "redis" {
 		return "redis:" + sc.URL + "|" + strings.Join(sc.Addrs, ",") + "|" + sc.MasterName + "|" + sc.Username + "|" + strconv.Itoa(sc.DB)
 	}
-	return "bolt:" + sc.Path
+	// One file, however the path is spelled (./x.db, //x.db, relative).
+	p := filepath.Clean(sc.Path)
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return "bolt:" + p
 }
 
 // SessionConfig sets session lifetimes.
@@ -435,6 +447,9 @@ func (a *App) Validate() error {
 	if a.Secret != "" && len(a.Secret) < 32 {
 		return fmt.Errorf("twostep: secret is %d bytes long; it must be at least 32", len(a.Secret))
 	}
+	if a.Secret != "" && len(strings.TrimSpace(a.Secret)) < 32 {
+		return errors.New("twostep: secret: at least 32 bytes besides leading and trailing spaces (an unset environment variable?)")
+	}
 	if a.TwoStep != "optional" && a.TwoStep != "required" {
 		return fmt.Errorf("twostep: two_step %q: want optional or required", a.TwoStep)
 	}
@@ -444,8 +459,38 @@ func (a *App) Validate() error {
 	if a.Code.Length < 6 || a.Code.Length > 10 {
 		return fmt.Errorf("twostep: code: length %d: want 6 to 10 digits", a.Code.Length)
 	}
-	if a.Code.Lifetime < 0 || a.Code.ResendAfter < 0 || a.Code.MaxSendsPerHour < 0 {
-		return errors.New("twostep: code: values must be positive")
+	// The same bounds as the Caddyfile's, for JSON configurations: a value
+	// outside them would switch a protection off (a million retries, a
+	// nanosecond ban) or let one request exhaust the server (max_size).
+	checks := []struct {
+		ok  bool
+		msg string
+	}{
+		{a.Code.Lifetime >= caddy.Duration(time.Second), "code: lifetime must be at least 1s"},
+		{a.Code.ResendAfter >= 0, "code: resend_after must not be negative"},
+		{a.Code.MaxSendsPerHour >= 1 && a.Code.MaxSendsPerHour <= 1000, "code: max_sends_per_hour must be 1 to 1000"},
+		{a.Session.Idle >= caddy.Duration(time.Second), "session: idle must be at least 1s"},
+		{a.Session.Lifetime >= caddy.Duration(time.Second), "session: lifetime must be at least 1s"},
+		{a.Regulation.MaxRetries >= 1 && a.Regulation.MaxRetries <= 1000, "regulation: max_retries must be 1 to 1000"},
+		{a.Regulation.FindTime >= caddy.Duration(time.Second), "regulation: find_time must be at least 1s"},
+		{a.Regulation.BanTime >= caddy.Duration(time.Second), "regulation: ban_time must be at least 1s"},
+		{a.TrustedDevice.Lifetime >= caddy.Duration(time.Second), "trusted_device: lifetime must be at least 1s"},
+	}
+	if rc := a.Recovery; rc != nil {
+		checks = append(checks, []struct {
+			ok  bool
+			msg string
+		}{
+			{rc.Approvals >= 0 && rc.Approvals <= 10, "recovery: approvals must be 1 to 10"},
+			{rc.MaxSize == 0 || (rc.MaxSize >= 1<<10 && rc.MaxSize <= 100<<20), "recovery: max_size must be 1KiB to 100MiB"},
+			{rc.Retention >= 0, "recovery: retention must not be negative"},
+			{rc.CoolingOff >= 0, "recovery: cooling_off must not be negative"},
+		}...)
+	}
+	for _, c := range checks {
+		if !c.ok {
+			return errors.New("twostep: " + c.msg)
+		}
 	}
 	if a.Recovery != nil {
 		if a.Recovery.ReviewGroup == "" {
@@ -454,22 +499,16 @@ func (a *App) Validate() error {
 		if a.Recovery.AfterApproval != "" && a.Recovery.AfterApproval != "password_only" && a.Recovery.AfterApproval != "enroll" {
 			return fmt.Errorf("twostep: recovery: after_approval %q: want password_only or enroll", a.Recovery.AfterApproval)
 		}
-		if a.Recovery.Approvals < 0 || a.Recovery.MaxSize < 0 || a.Recovery.Retention < 0 || a.Recovery.CoolingOff < 0 {
-			return errors.New("twostep: recovery: values must be positive")
-		}
 	}
 	if a.Code.EmailCodes && a.Email == nil && !a.DevOutbox {
 		return errors.New("twostep: code: email_codes needs an `email` server (or dev_outbox)")
-	}
-	if a.Session.Idle < 0 || a.Session.Lifetime < 0 {
-		return errors.New("twostep: session: durations must be positive")
 	}
 	if time.Duration(a.Session.Idle) > time.Duration(a.Session.Lifetime) {
 		return fmt.Errorf("twostep: session: idle (%s) is longer than lifetime (%s)",
 			time.Duration(a.Session.Idle), time.Duration(a.Session.Lifetime))
 	}
-	if a.Regulation.MaxRetries < 0 || a.Regulation.FindTime < 0 || a.Regulation.BanTime < 0 {
-		return errors.New("twostep: regulation: values must be positive")
+	if a.CookieDomain != "" && !strings.Contains(strings.Trim(a.CookieDomain, "."), ".") {
+		return fmt.Errorf("twostep: cookie_domain %q is a top-level domain; name the site's own domain (e.g. example.com)", a.CookieDomain)
 	}
 	if strings.ContainsAny(a.CookieDomain, "/:*@ ") {
 		return fmt.Errorf("twostep: cookie_domain %q must be a bare domain name", a.CookieDomain)
