@@ -288,7 +288,10 @@ func (s *Service) Devices(ctx context.Context, res *Resolved, cookie string) ([]
 			return nil, &UnavailableError{err}
 		}
 		var d Device
-		if json.Unmarshal(b, &d) != nil || d.User != user || d.Epoch != ep {
+		// Listed only while it would skip the code: a password change
+		// (another credential), expiry or an epoch bump ends it.
+		if json.Unmarshal(b, &d) != nil || d.User != user || d.Epoch != ep || !s.now().Before(d.Expires) ||
+			!hmac.Equal([]byte(d.Credential), []byte(res.User.Credential)) {
 			continue
 		}
 		out = append(out, DeviceView{ID: d.ID, Label: d.Label, Created: d.Created, LastUsed: d.LastUsed, IP: d.IP,

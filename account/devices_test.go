@@ -140,6 +140,10 @@ func TestDeviceRevocation(t *testing.T) {
 		if again, _ := e.svc.SignIn(ctx, "bob", "bob-new-password", c); again == nil || again.Session.State != store.StateSecondFactor {
 			t.Fatalf("device after a password change: %+v", again)
 		}
+		// Nor is it listed as trusted any more (operators' and the user's view).
+		if list, err := e.svc.UserDevices(ctx, "bob"); err != nil || len(list) != 0 {
+			t.Fatalf("devices listed after a password change: %+v, %v", list, err)
+		}
 	})
 	t.Run("a new method", func(t *testing.T) {
 		e := newTSEnv(t)

@@ -934,8 +934,13 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 	if err := s.saveRecord(ctx, user, r); err != nil {
 		return nil, err
 	}
-	// A new method ends every trusted device (SPEC §4).
+	// A new method ends every trusted device (SPEC §4), and every other
+	// session: one made with a leaked password, the reason the user may
+	// be doing this, must not outlive it (REQ-17, REQ-62).
 	if err := s.revokeDevices(ctx, user, event); err != nil {
+		return nil, err
+	}
+	if err := s.endOtherSessions(ctx, user, res.Session.ID, event); err != nil {
 		return nil, err
 	}
 	if err := s.store.Delete(ctx, mustEnrollKey(user)); err != nil {
@@ -960,6 +965,28 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 		s.mail(ctx, res.User, "Your sign-in methods changed", "Change to your account: "+event+".")
 	}
 	return out, nil
+}
+
+// endOtherSessions ends every session of user but keep.
+func (s *Service) endOtherSessions(ctx context.Context, user, keep, why string) error {
+	list, err := s.store.ListUserSessions(ctx, user, s.now())
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	n := 0
+	for _, sess := range list {
+		if sess.ID == keep {
+			continue
+		}
+		if err := s.store.DeleteSession(ctx, sess.ID); err != nil {
+			return &UnavailableError{err}
+		}
+		n++
+	}
+	if n > 0 {
+		s.audit.Info("other sessions ended", zap.String("user", user), zap.Int("sessions", n), zap.String("reason", why), zap.String("outcome", "success"))
+	}
+	return nil
 }
 
 // newBackupCodes replaces the user's backup codes (r is saved by the caller).
@@ -1070,6 +1097,9 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		}
 		r.Enabled = true
 		if err := s.saveRecord(ctx, user, r); err != nil {
+			return err
+		}
+		if err := s.endOtherSessions(ctx, user, res.Session.ID, "two-step turned on"); err != nil {
 			return err
 		}
 		s.audit.Info("two-step turned on", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))

@@ -543,3 +543,54 @@ func TestFactorLockPerIPNeedsManyAccounts(t *testing.T) {
 		t.Fatalf("another address was locked too: %v", err)
 	}
 }
+
+// Turning two-step on, or adding or replacing a method, ends the user's
+// other sessions: a user who does it because the password leaked locks
+// out the session made with it (REQ-17, REQ-62). The session that made
+// the change goes on.
+func TestSecuringTheAccountEndsOtherSessions(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	a := e.signIn(t, "bob", "bob-password")
+	other, err := e.svc.SignIn(ctx, "bob", "bob-password", ip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SetPhone(ctx, a, "+15551234567", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Resolve(ctx, other.Token); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("the other session after two-step was turned on: %v, want it ended", err)
+	}
+	if _, err := e.st.GetSession(ctx, a.Session.ID, e.clock.now()); err != nil {
+		t.Fatalf("the session that turned it on: %v", err)
+	}
+	// Replacing the authenticator (a method added while two-step is on)
+	// ends a second-factor session made elsewhere too.
+	e.clock.add(time.Minute)
+	half := e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip2); err != nil {
+		t.Fatal(err)
+	}
+	full, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, false, ip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enr, err := e.svc.EnrollTOTP(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.GenerateCode(enr.Secret, e.clock.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmTOTP(ctx, a, code, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Resolve(ctx, full.Token); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("another two-factor session after a new authenticator: %v, want it ended", err)
+	}
+}

@@ -236,7 +236,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.set.strip(r.Header)
 
 	canon, err := policy.CanonicalPath(r.URL.EscapedPath(), h.CaseInsensitivePaths)
-	if err != nil {
+	if err != nil || hidesEncodedSeparator(r) {
 		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
 		return nil
 	}
@@ -286,6 +286,42 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.deny(w, r)
 	}
 	return nil
+}
+
+// hidesEncodedSeparator reports a request target whose path holds an
+// encoded "/" or "\\" that r.URL no longer shows: Go keeps the path as
+// sent (RawPath) only when that is a valid escaping, and otherwise
+// re-escapes the decoded path, turning "%2F" into "/". Such a path is
+// refused like any other encoded separator (SPEC §2).
+func hidesEncodedSeparator(r *http.Request) bool {
+	if strings.IndexByte(r.RequestURI, '%') < 0 {
+		return false // the common case: nothing to re-escape
+	}
+	if esc := r.URL.EscapedPath(); r.URL.RawPath != "" && esc == r.URL.RawPath {
+		return false // the path as sent is what the handler judged
+	}
+	raw, _, _ := strings.Cut(r.RequestURI, "?")
+	if i := strings.Index(raw, "://"); i >= 0 && !strings.HasPrefix(raw, "/") {
+		// absolute-form: the path starts after the authority.
+		rest := raw[i+3:]
+		j := strings.IndexByte(rest, '/')
+		if j < 0 {
+			return false
+		}
+		raw = rest[j:]
+	}
+	if raw == r.URL.EscapedPath() {
+		return false
+	}
+	for i := 0; i+2 < len(raw); i++ {
+		if raw[i] == '%' {
+			switch strings.ToUpper(raw[i+1 : i+3]) {
+			case "2F", "5C":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // match returns the rule for the request and, when the path carries ";"

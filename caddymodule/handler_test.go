@@ -20,6 +20,7 @@ import (
 	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/internal/store/cache"
 	"github.com/twostep-auth/twostep/internal/users"
+	"github.com/twostep-auth/twostep/policy"
 	"github.com/twostep-auth/twostep/recoveryui"
 )
 
@@ -436,5 +437,30 @@ func TestForwardedOriginalAmbiguous(t *testing.T) {
 				t.Fatalf("read %s %s, want %s %s", o.method, o.path, c.method, c.path)
 			}
 		})
+	}
+}
+
+// An encoded "/" is refused even when another byte in the path makes Go
+// re-escape it (RawPath invalid), so that r.URL shows "/" instead.
+func TestEncodedSeparatorHiddenByReescaping(t *testing.T) {
+	for _, c := range []struct {
+		target string
+		hidden bool
+	}{
+		{"/internal%2Fx{", true},
+		{"/internal%2Fx", true},
+		{"/public/x%2F..%2Fy{", true},
+		{"/a%5cb|", true},
+		{"http://example.com/internal%2fx{", true},
+		{"/internal/x{", false},
+		{"/plain/path", false},
+		{"/caf%C3%A9", false},
+		{"/a%20b{", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, c.target, nil)
+		_, err := policy.CanonicalPath(r.URL.EscapedPath(), false)
+		if got := err != nil || hidesEncodedSeparator(r); got != c.hidden {
+			t.Errorf("%s: refused = %v (URL.Path %q, RawPath %q), want %v", c.target, got, r.URL.Path, r.URL.RawPath, c.hidden)
+		}
 	}
 }
