@@ -293,6 +293,15 @@ func adminAddress(cmd *cobra.Command) (string, error) {
 	return caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
 }
 
+// adminErr explains a failed admin request: an answer of the server as it
+// is, no answer with a hint at the address.
+func adminErr(err error, addr string) error {
+	if strings.Contains(err.Error(), "caddy responded with error") {
+		return err
+	}
+	return fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, addr)
+}
+
 // adminCall sends one request to the running server's twostep admin API.
 func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
 	adminAddr, err := adminAddress(cmd)
@@ -305,7 +314,7 @@ func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
 	}
 	res, err := caddycmd.AdminAPIRequest(adminAddr, method, path, nil, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, adminAddr)
+		return nil, adminErr(err, adminAddr)
 	}
 	defer res.Body.Close()
 	return io.ReadAll(io.LimitReader(res.Body, 1<<20))
@@ -469,7 +478,7 @@ func backupTo(cmd *cobra.Command, file string) (int64, error) {
 	}
 	res, err := caddycmd.AdminAPIRequest(adminAddr, "GET", "/twostep/backup", nil, nil)
 	if err != nil {
-		return 0, fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, adminAddr)
+		return 0, adminErr(err, adminAddr)
 	}
 	defer res.Body.Close()
 	tmp := file + ".partial"
