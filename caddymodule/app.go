@@ -437,7 +437,13 @@ func (a *App) Validate() error {
 	}
 	switch a.Store.Type {
 	case "bolt":
+		if st := a.Store; st.URL != "" || len(st.Addrs) > 0 || st.MasterName != "" || st.Username != "" || st.Password != "" || st.DB != 0 {
+			return errors.New("twostep: store bolt: url, addrs, master_name, username, password and db are Redis settings (set type redis, or remove them)")
+		}
 	case "redis":
+		if a.Store.Path != "" {
+			return errors.New("twostep: store redis: path is a bolt setting (remove it)")
+		}
 		if _, err := a.Store.redisOptions(); err != nil {
 			return err
 		}

@@ -70,12 +70,18 @@ func (a *App) senderChain(channel string, list []ProviderConfig) (notify.Sender,
 		where := fmt.Sprintf("twostep: %s provider %d (%s)", channel, i+1, pc.Type)
 		switch pc.Type {
 		case "twilio":
+			if pc.URL != "" || pc.Secret != "" {
+				return nil, fmt.Errorf("%s: url and secret are webhook settings (twilio takes account_sid, auth_token, from, endpoint)", where)
+			}
 			t := &notify.Twilio{AccountSID: pc.AccountSID, AuthToken: pc.AuthToken, From: pc.From, Endpoint: pc.Endpoint, Timeout: 10 * time.Second}
 			if err := t.Validate(); err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)
 			}
 			senders = append(senders, t)
 		case "webhook":
+			if pc.AccountSID != "" || pc.AuthToken != "" || pc.From != "" || pc.Endpoint != "" {
+				return nil, fmt.Errorf("%s: account_sid, auth_token, from and endpoint are twilio settings (a webhook takes url and secret)", where)
+			}
 			w := &notify.Webhook{URL: pc.URL, Secret: pc.Secret, Label: fmt.Sprintf("webhook-%d", i+1)}
 			if err := w.Validate(); err != nil {
 				return nil, fmt.Errorf("%s: %w", where, err)

@@ -47,6 +47,8 @@ func TestValidateJSONBounds(t *testing.T) {
 		{"cookie_domain a TLD", func(a *App) { a.CookieDomain = "com" }, "cookie_domain"},
 		{"redis addr without port", func(a *App) { a.Store = &StoreConfig{Type: "redis", Addrs: []string{"nohostport"}} }, `addrs: "nohostport" is not host:port`},
 		{"redis addr bad port", func(a *App) { a.Store = &StoreConfig{Type: "redis", Addrs: []string{"h:99999"}} }, "is not host:port"},
+		{"bolt with a redis url", func(a *App) { a.Store.URL = "redis://127.0.0.1:6379/0" }, "store bolt: url, addrs"},
+		{"redis with a path", func(a *App) { a.Store = &StoreConfig{Type: "redis", URL: "redis://127.0.0.1:6379/0", Path: "x.db"} }, "store redis: path is a bolt setting"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := valid()
@@ -67,5 +69,17 @@ func TestBoltPoolKeyCleansPath(t *testing.T) {
 		if b := (&StoreConfig{Type: "bolt", Path: p}).poolKey(); b != a {
 			t.Errorf("pool key of %s = %s, want %s", p, b, a)
 		}
+	}
+}
+
+// A provider block with the other type's settings is refused, not run
+// with them ignored.
+func TestProviderSettingsOfTheOtherType(t *testing.T) {
+	a := &App{}
+	if _, err := a.senderChain("sms", []ProviderConfig{{Type: "twilio", AccountSID: "AC1", AuthToken: "t", From: "+15550001111", URL: "https://x.example"}}); err == nil || !strings.Contains(err.Error(), "webhook settings") {
+		t.Errorf("twilio with a url: %v", err)
+	}
+	if _, err := a.senderChain("sms", []ProviderConfig{{Type: "webhook", URL: "https://x.example", Secret: "s", AccountSID: "AC1"}}); err == nil || !strings.Contains(err.Error(), "twilio settings") {
+		t.Errorf("webhook with an account_sid: %v", err)
 	}
 }
