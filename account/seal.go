@@ -33,7 +33,7 @@ func (s *sealer) seal(plaintext []byte, aad string) ([]byte, error) {
 	return s.aead.Seal(nonce, nonce, plaintext, []byte(aad)), nil
 }
 
-var errUnseal = errors.New("stored secret does not decrypt (wrong key or tampered)")
+var errUnseal = errors.New("a sealed record (TOTP secret, phone number) does not decrypt: the `secret` changed since it was written, or it was tampered with; put the old secret back, or reset-2sv the user")
 
 func (s *sealer) open(sealed []byte, aad string) ([]byte, error) {
 	n := s.aead.NonceSize()
