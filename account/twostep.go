@@ -46,6 +46,10 @@ var (
 	// ErrNothingToConfirm (an ErrConflict): no authenticator app is waiting
 	// for its first code (totp/enroll first, or it expired).
 	ErrNothingToConfirm = fmt.Errorf("%w: no authenticator app waiting for its first code", ErrConflict)
+	// ErrAlreadyVerified (an ErrInvalidCode): the code is used up, by this
+	// same session a moment ago (a form submitted twice); it is not counted
+	// as a failure.
+	ErrAlreadyVerified = fmt.Errorf("%w: this session passed its second factor a moment ago", ErrInvalidCode)
 	// ErrForbidden: the session may not do this.
 	ErrForbidden = errors.New("forbidden")
 	// ErrNoMethod: the method is not available to this user.
@@ -338,6 +342,26 @@ type codeRecord struct {
 }
 
 func codeKey(user, purpose string) string { return "code:" + purpose + ":" + user }
+
+// justVerifiedFor is how long a session that passed its second factor is
+// remembered, for a form submitted twice.
+const justVerifiedFor = 30 * time.Second
+
+func justVerifiedKey(sessionID string) string { return "verified:" + sessionID }
+
+// justVerified reports whether the session passed its second factor within
+// justVerifiedFor (waiting a moment for a submission still on its way).
+func (s *Service) justVerified(ctx context.Context, sessionID string) bool {
+	for i := 0; i < 2; i++ {
+		if _, err := s.store.Get(ctx, justVerifiedKey(sessionID), s.now()); err == nil {
+			return true
+		}
+		if i == 0 {
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	return false
+}
 
 // CodePending reports whether a sign-in (or step-up) code sent on channel
 // (sms, voice or email) is waiting for the session's user: the
@@ -643,6 +667,11 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 		return nil, ErrNoMethod
 	}
 	if err := s.verifyFactor(ctx, res.User, r, method, code); err != nil {
+		if (errors.Is(err, ErrInvalidCode) || isTooManyTries(err)) && s.justVerified(ctx, res.Session.ID) {
+			// The same session passed a moment ago (a double-submitted
+			// form): not a failure, and the page can go on.
+			return nil, ErrAlreadyVerified
+		}
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
 			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
 				return nil, ferr
@@ -657,6 +686,9 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 		return nil, &UnavailableError{err}
 	}
 	now := s.now()
+	// A second submission of the same form, racing this one, finds the
+	// code used up; this mark tells it that its session just passed.
+	_ = s.store.Put(ctx, justVerifiedKey(res.Session.ID), []byte{1}, justVerifiedFor, now)
 	token, id, err := s.newToken()
 	if err != nil {
 		return nil, err

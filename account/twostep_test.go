@@ -594,3 +594,32 @@ func TestSecuringTheAccountEndsOtherSessions(t *testing.T) {
 		t.Fatalf("another two-factor session after a new authenticator: %v, want it ended", err)
 	}
 }
+
+// A form submitted twice: the second submission of the code that the
+// first one used is told the session just passed, and is not counted as
+// a failure.
+func TestVerifyTwiceIsNotAFailure(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	code := e.sms.last(t).Code
+	if _, err := e.svc.VerifyCode(ctx, half, MethodSMS, code, false, ip1); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.VerifyCode(ctx, half, MethodSMS, code, false, ip1)
+	if !errors.Is(err, ErrAlreadyVerified) || !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("the second submission: %v, want ErrAlreadyVerified", err)
+	}
+	if n, _ := e.st.Get(ctx, "fail:2fa:u:bob", e.clock.now()); n != nil {
+		t.Fatalf("the second submission counted as a failure: %q", n)
+	}
+	// Another session with that code is a plain failure.
+	other := e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.VerifyCode(ctx, other, MethodSMS, code, false, ip1); !errors.Is(err, ErrInvalidCode) || errors.Is(err, ErrAlreadyVerified) {
+		t.Fatalf("the used code from another session: %v, want a plain ErrInvalidCode", err)
+	}
+}

@@ -132,6 +132,12 @@ func (p *Portal) challengePage(w http.ResponseWriter, r *http.Request, env Env) 
 				break
 			}
 			out, err := p.Account.VerifyCode(r.Context(), res, method, code, r.PostFormValue("trust") == "1", env.Client)
+			if errors.Is(err, account.ErrAlreadyVerified) {
+				// The form went twice; the first submission signed in and
+				// set the new cookie: go on as it did.
+				http.Redirect(w, r, ret, http.StatusSeeOther)
+				return
+			}
 			if err != nil {
 				d.CodeSent = true
 				status = p.pageError(w, &d, err, methods)

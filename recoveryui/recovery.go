@@ -422,6 +422,25 @@ func (p *Portal) serveDocument(w http.ResponseWriter, r *http.Request, env Env, 
 	_, _ = w.Write(doc.Data)
 }
 
+// decisionNotice says on the queue what the reviewer's decision did.
+func decisionNotice(r *http.Request, p *Portal, res *account.Resolved, id string) string {
+	rec, err := p.Account.ReviewRequest(r.Context(), res, id)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case rec.Status == account.RecoveryApproved && rec.Applied:
+		return "Approved: two-step verification for " + rec.User + " is off, and they were told."
+	case rec.Status == account.RecoveryApproved:
+		return "Approved: two-step verification for " + rec.User + " turns off on " + rec.EffectiveAt.UTC().Format("2 Jan 2006 at 15:04 UTC") + "; they were told, with a link to stop it."
+	case rec.Status == account.RecoveryDenied:
+		return "Denied: " + rec.User + " was told why."
+	case rec.Status == account.RecoveryPending:
+		return "Your approval of " + rec.User + "'s request is recorded; it needs another reviewer's too."
+	}
+	return ""
+}
+
 // reviewPage: the queue, one request, its document, and the decision form.
 func (p *Portal) reviewPage(w http.ResponseWriter, r *http.Request, env Env, rest string) {
 	if r.Method == http.MethodPost {
@@ -455,6 +474,9 @@ func (p *Portal) reviewPage(w http.ResponseWriter, r *http.Request, env Env, res
 			return
 		}
 		d.Queue = list
+		if decided := r.URL.Query().Get("decided"); decided != "" {
+			d.Notice = decisionNotice(r, p, res, decided)
+		}
 		p.render(w, status, "review.html", d)
 		return
 	}
