@@ -147,6 +147,8 @@ type Service struct {
 
 	hashSlots chan struct{}
 	queued    atomic.Int64
+	// gate runs one sign-in step per user at a time (see userGate).
+	gate userGate
 
 	seal    *sealer
 	codes   *otp.Hasher
@@ -333,6 +335,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	}
 	userKey := "reg:u:" + name
 	ipKey := "reg:ip:" + c.ip()
+	// One attempt per user at a time: each sees the failures (and the ban)
+	// the ones before it recorded, so concurrent guesses stop at the ban.
+	unlock, err := s.gate.lock(ctx, name, maxHashWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// A ban answers the same whatever the password: check it first.
 	for _, k := range [...]string{userKey, ipKey} {
 		if until, err := s.bannedUntil(ctx, k, now); err != nil {
@@ -374,6 +383,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 			zap.String("user_agent", c.UserAgent), zap.String("outcome", reason))
 		s.metrics.SignIn("password", "failure")
 		return nil, ErrInvalidCredentials
+	}
+	// Another node may have banned the user while this hash ran.
+	if until, err := s.bannedUntil(ctx, userKey, now); err != nil {
+		return nil, &UnavailableError{err}
+	} else if !until.IsZero() {
+		s.metrics.SignIn("password", "banned")
+		return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
 	}
 	if err := s.store.Delete(ctx, "fail:"+userKey); err != nil {
 		return nil, &UnavailableError{err}

@@ -653,6 +653,13 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 		return nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
 	}
 	user := res.Session.User
+	// One code per user at a time, so that the lock counts every guess
+	// before the next is looked at (see userGate).
+	unlock, err := s.gate.lock(ctx, user, maxHashWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := s.factorLocked(ctx, user, c); err != nil {
 		return nil, err
 	}
@@ -809,28 +816,35 @@ type ConfirmResult struct {
 }
 
 // beginConfirm checks what confirming any method needs: a session that may
-// manage methods, a code, and an unlocked second factor.
-func (s *Service) beginConfirm(ctx context.Context, res *Resolved, code string, c Client) (string, error) {
+// manage methods, a code, and an unlocked second factor; it takes the
+// user's turn (see userGate), which the caller ends with the returned func.
+func (s *Service) beginConfirm(ctx context.Context, res *Resolved, code string, c Client) (string, func(), error) {
 	if !canManage(res) {
-		return "", ErrForbidden
+		return "", nil, ErrForbidden
 	}
 	if code == "" {
-		return "", &InvalidInputError{`Field "code" is required and must not be empty.`}
+		return "", nil, &InvalidInputError{`Field "code" is required and must not be empty.`}
+	}
+	unlock, err := s.gate.lock(ctx, res.Session.User, maxHashWait)
+	if err != nil {
+		return "", nil, err
 	}
 	if err := s.factorLocked(ctx, res.Session.User, c); err != nil {
-		return "", err
+		unlock()
+		return "", nil, err
 	}
-	return res.Session.User, nil
+	return res.Session.User, unlock, nil
 }
 
 // ConfirmTOTP checks the first code of a pending authenticator and makes
 // it a method; two-step turns on if it was off. The session rises to
 // two_factor (the user has just shown the factor).
 func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
-	user, err := s.beginConfirm(ctx, res, code, c)
+	user, unlock, err := s.beginConfirm(ctx, res, code, c)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNothingToConfirm
@@ -914,10 +928,11 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 // ConfirmPhone checks the code sent to the new number and makes it the
 // account's phone (sms and voice methods); two-step turns on if it was off.
 func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
-	user, err := s.beginConfirm(ctx, res, code, c)
+	user, unlock, err := s.beginConfirm(ctx, res, code, c)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	rec, err := s.checkCode(ctx, user, "phone", "", code)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {

@@ -1,0 +1,81 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Concurrent guesses cannot get past the ban: each attempt for a user sees
+// the failures of the ones before it, so at most max_retries passwords are
+// tried per window, and the right password after the ban is refused.
+func TestConcurrentGuessesStopAtTheBan(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	var tried, banned atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c := ip1
+			c.IP = c.IP.Next() // a different address each: only the user's counter binds
+			for j := 0; j < i; j++ {
+				c.IP = c.IP.Next()
+			}
+			_, err := e.svc.SignIn(ctx, "alice", "wrong-password", c)
+			var rl *RateLimitedError
+			switch {
+			case errors.Is(err, ErrInvalidCredentials):
+				tried.Add(1)
+			case errors.As(err, &rl):
+				banned.Add(1)
+			default:
+				t.Errorf("attempt %d: %v", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if max := int64(e.svc.cfg.Regulation.MaxRetries); tried.Load() > max {
+		t.Fatalf("%d wrong passwords were tried, %d refused; max_retries is %d", tried.Load(), banned.Load(), max)
+	}
+	if _, err := e.svc.SignIn(ctx, "alice", "alice-password", ip2); err == nil {
+		t.Fatal("the right password signed in during the ban")
+	}
+}
+
+func TestUserGate(t *testing.T) {
+	var g userGate
+	ctx := context.Background()
+	unlock, err := g.lock(ctx, "alice", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another user is not held up; the same user waits, then gives up.
+	u2, err := g.lock(ctx, "bob", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2()
+	if _, err := g.lock(ctx, "alice", 20*time.Millisecond); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second lock of alice: %v, want ErrBusy", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		u, err := g.lock(ctx, "alice", time.Second)
+		if err == nil {
+			u()
+		}
+		close(done)
+	}()
+	unlock()
+	<-done
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.locks) != 0 {
+		t.Fatalf("%d locks left behind", len(g.locks))
+	}
+}
