@@ -154,8 +154,10 @@ type Service struct {
 	codes   *otp.Hasher
 	senders Senders
 	vault   *documents.Vault
-	// inspectSlot lets one recovery upload be decoded at a time.
+	// inspectSlot lets one recovery upload be decoded at a time;
+	// uploadSlots bounds those being read (UploadSlot).
 	inspectSlot chan struct{}
+	uploadSlots chan struct{}
 	metrics     Metrics
 }
 
@@ -227,6 +229,7 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		deviceKey:   deriveKey(cfg.Secret, "twostep device v1"),
 		hashSlots:   make(chan struct{}, cfg.MaxConcurrentHashes),
 		inspectSlot: make(chan struct{}, 1),
+		uploadSlots: make(chan struct{}, maxUploads),
 		metrics:     noMetrics{},
 	}
 	s.macPool.New = func() any { return &sessionMAC{h: hmac.New(sha256.New, s.sessionKey)} }

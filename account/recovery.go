@@ -147,30 +147,61 @@ func (s *Service) RecoveryEnabled() bool { return s.cfg.Recovery.Enabled }
 // RecoverySettings returns the recovery configuration (for the pages).
 func (s *Service) RecoverySettings() RecoveryConfig { return s.cfg.Recovery }
 
-// RequestRecovery files an identity-verification request for a user who
-// gave the right password but cannot pass a second factor. doc is the
-// upload (read at most max_size+1 bytes).
-func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType string, doc io.Reader, c Client) (*Recovery, error) {
+// RecoveryAllowed reports what RequestRecovery would refuse before it
+// reads a document (disabled, a session that needs no recovery, an open
+// request), so that an upload that cannot be taken is not read at all.
+func (s *Service) RecoveryAllowed(ctx context.Context, res *Resolved) error {
 	if !s.cfg.Recovery.Enabled {
-		return nil, ErrRecoveryDisabled
+		return ErrRecoveryDisabled
 	}
 	switch res.Session.State {
 	case store.StateSecondFactor:
 	case store.StateOneFactor, store.StateTwoFactor:
-		return nil, ErrConflict // a signed-in user needs no recovery
+		return ErrConflict // a signed-in user needs no recovery
 	default:
-		return nil, ErrForbidden
+		return ErrForbidden
+	}
+	if open, err := s.openRecovery(ctx, res.Session.User); err != nil {
+		return err
+	} else if open != nil {
+		return ErrConflict
+	}
+	return nil
+}
+
+// maxUploads bounds the recovery uploads read at once (each is held in
+// memory, up to max_size); uploadWait is how long one waits for a turn.
+const (
+	maxUploads = 4
+	uploadWait = 3 * time.Second
+)
+
+// UploadSlot waits for one of the maxUploads turns to read a recovery
+// upload; ErrBusy (503) when none comes within uploadWait.
+func (s *Service) UploadSlot(ctx context.Context) (release func(), err error) {
+	t := time.NewTimer(uploadWait)
+	defer t.Stop()
+	select {
+	case s.uploadSlots <- struct{}{}:
+		return func() { <-s.uploadSlots }, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, ErrBusy
+}
+
+// RequestRecovery files an identity-verification request for a user who
+// gave the right password but cannot pass a second factor. doc is the
+// upload (read at most max_size+1 bytes).
+func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType string, doc io.Reader, c Client) (*Recovery, error) {
+	if err := s.RecoveryAllowed(ctx, res); err != nil {
+		return nil, err
 	}
 	if _, ok := DocumentTypes[docType]; !ok {
 		return nil, &InvalidInputError{`Field "document_type" must be one of drivers_license, state_id, voter_card, national_id, passport.`}
 	}
 	user := res.Session.User
 	now := s.now()
-	if open, err := s.openRecovery(ctx, user); err != nil {
-		return nil, err
-	} else if open != nil {
-		return nil, ErrConflict
-	}
 	for _, lim := range []struct {
 		key string
 		max int

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/documents"
@@ -134,6 +135,22 @@ func itoa(n int64) string {
 	return string(b[i:])
 }
 
+// uploadReadTimeout bounds how long reading one upload may take (a client
+// that dribbles it holds one of the few upload turns meanwhile).
+const uploadReadTimeout = 2 * time.Minute
+
+// readUploadSlot reads an upload within one of the account service's
+// upload turns and a read deadline.
+func (p *Portal) readUploadSlot(w http.ResponseWriter, r *http.Request) (docType string, doc []byte, csrf string, err error) {
+	release, err := p.Account.UploadSlot(r.Context())
+	if err != nil {
+		return "", nil, "", err
+	}
+	defer release()
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadReadTimeout))
+	return readUpload(w, r, p.Account.RecoverySettings().MaxSize)
+}
+
 // apiRecovery serves POST api/recovery and GET api/recovery/{id}.
 func (p *Portal) apiRecovery(w http.ResponseWriter, r *http.Request, env Env, id string) {
 	res := p.needSession(w, r, env)
@@ -160,7 +177,12 @@ func (p *Portal) apiRecovery(w http.ResponseWriter, r *http.Request, env Env, id
 		p.methodNotAllowed(w, r, "POST")
 		return
 	}
-	docType, doc, _, err := readUpload(w, r, p.Account.RecoverySettings().MaxSize)
+	// Refuse what cannot be taken before reading up to max_size of it.
+	if err := p.Account.RecoveryAllowed(r.Context(), res); err != nil {
+		p.recoveryError(w, r, res, err)
+		return
+	}
+	docType, doc, _, err := p.readUploadSlot(w, r)
 	if err != nil {
 		p.recoveryError(w, r, res, err)
 		return
@@ -212,7 +234,7 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 		return
 	}
 	if r.Method == http.MethodPost {
-		docType, doc, token, err := readUpload(w, r, rc.MaxSize)
+		docType, doc, token, err := p.readUploadSlot(w, r)
 		if err == nil {
 			c, cerr := r.Cookie(csrfCookie)
 			if cerr != nil || !p.Account.CheckCSRF(c.Value, token) {
@@ -225,6 +247,7 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 			}
 		}
 		status := p.pageUploadError(&d, err)
+		d.Method = docType // keep the chosen document type checked
 		w.Header().Set("Content-Security-Policy", recoveryCSP)
 		p.render(w, status, "recovery.html", d)
 		return
