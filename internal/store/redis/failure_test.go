@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -278,5 +279,38 @@ func TestNewDoesNotDial(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if n := accepted.Load(); n != 0 {
 		t.Errorf("New and Close made %d connections, want none", n)
+	}
+}
+
+// A Cluster that lost a master answers only part of the keys: Ping must
+// say so (the health check sends strangers 503 on it), not read PONG from
+// one surviving node.
+func TestPingClusterLostAMaster(t *testing.T) {
+	if os.Getenv("TWOSTEP_REDIS_CLUSTER") != "" {
+		t.Skip("needs a cluster of its own to break")
+	}
+	bin := needBinary(t, "redis-server")
+	cli := needBinary(t, "redis-cli")
+	addrs, srvs, err := startClusterServers(bin, cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range srvs {
+			s.stop()
+		}
+	}()
+	timeout := 500 * time.Millisecond
+	s, err := New(Options{Addrs: addrs, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, KeyPrefix: testPrefix("cluster-ping")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of a whole cluster: %v", err)
+	}
+	srvs[1].stop()
+	if err := s.Ping(context.Background()); err == nil {
+		t.Fatal("Ping of a cluster without one of its masters succeeded")
 	}
 }

@@ -400,14 +400,22 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Ping sends PING (to one node of a Cluster).
+// Ping sends PING; on a Cluster to every master, so that a cluster that
+// lost one (CLUSTERDOWN for part of the keys) does not read as up.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.mu.RUnlock()
-	if err := s.client.Ping(ctx).Err(); err != nil {
+	if cc, ok := s.client.(*goredis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	} else {
+		err = s.client.Ping(ctx).Err()
+	}
+	if err != nil {
 		return fail("ping", err)
 	}
 	return nil

@@ -353,14 +353,23 @@ func startSentinel(bin string) ([]string, error) {
 }
 
 func startCluster(bin, cli string) ([]string, error) {
+	addrs, _, err := startClusterServers(bin, cli)
+	return addrs, err
+}
+
+// startClusterServers starts a cluster of three masters and returns their
+// addresses and processes (for tests that stop one).
+func startClusterServers(bin, cli string) ([]string, []*server, error) {
 	var addrs []string
+	var srvs []*server
 	for range 3 {
 		s, err := startServer(bin, true, "--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		addrs = append(addrs, s.addr())
+		srvs = append(srvs, s)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
 	defer cancel()
@@ -368,7 +377,7 @@ func startCluster(bin, cli string) ([]string, error) {
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
+		return nil, nil, fmt.Errorf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	// Every node must see the whole cluster as ok before the tests start.
 	for _, a := range addrs {
@@ -381,13 +390,13 @@ func startCluster(bin, cli string) ([]string, error) {
 			select {
 			case <-ctx.Done():
 				c.Close()
-				return nil, fmt.Errorf("node %s: cluster_state not ok within %s: %q, %v", a, clusterStartTimeout, info, err)
+				return nil, nil, fmt.Errorf("node %s: cluster_state not ok within %s: %q, %v", a, clusterStartTimeout, info, err)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
 		c.Close()
 	}
-	return addrs, nil
+	return addrs, srvs, nil
 }
 
 // purge deletes every key under prefix on the servers at addrs (with
