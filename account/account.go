@@ -314,6 +314,20 @@ func (c Client) ip() string {
 	return c.IP.String()
 }
 
+// network is what per-address limits count: the address itself for IPv4,
+// its /64 for IPv6 (one client usually holds a whole /64 and could
+// otherwise take a fresh address for every guess).
+func (c Client) network() string {
+	if !c.IP.IsValid() {
+		return "unknown"
+	}
+	if ip := c.IP.Unmap(); ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return c.IP.String()
+}
+
 // SignInResult is a successful password check.
 type SignInResult struct {
 	// Token is the new session cookie value (never stored).
@@ -337,7 +351,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		return nil, ErrInvalidCredentials
 	}
 	userKey := "reg:u:" + name
-	ipKey := "reg:ip:" + c.ip()
+	ipKey := "reg:ip:" + c.network()
 	// One attempt per user at a time: each sees the failures (and the ban)
 	// the ones before it recorded, so concurrent guesses stop at the ban.
 	unlock, err := s.gate.lock(ctx, name, maxHashWait)

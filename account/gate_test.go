@@ -3,6 +3,8 @@ package account
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -77,5 +79,30 @@ func TestUserGate(t *testing.T) {
 	defer g.mu.Unlock()
 	if len(g.locks) != 0 {
 		t.Fatalf("%d locks left behind", len(g.locks))
+	}
+}
+
+// Per-address limits count an IPv6 client's /64: taking a fresh address
+// of one's own prefix for every guess does not escape the ban.
+func TestIPv6BanCoversThe64(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c := ip1
+	c.IP = netip.MustParseAddr("2001:db8:1:2::1")
+	max := e.svc.cfg.Regulation.MaxRetries
+	for i := 0; i < max; i++ {
+		c.IP = c.IP.Next()
+		if _, err := e.svc.SignIn(ctx, "nobody"+strconv.Itoa(i), "x", c); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	c.IP = netip.MustParseAddr("2001:db8:1:2:ffff::9")
+	var rl *RateLimitedError
+	if _, err := e.svc.SignIn(ctx, "alice", "alice-password", c); !errors.As(err, &rl) {
+		t.Fatalf("another address of the same /64: %v, want the ban", err)
+	}
+	c.IP = netip.MustParseAddr("2001:db8:1:3::1")
+	if _, err := e.svc.SignIn(ctx, "alice", "alice-password", c); err != nil {
+		t.Fatalf("another /64: %v", err)
 	}
 }

@@ -205,7 +205,7 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	for _, lim := range []struct {
 		key string
 		max int
-	}{{"recovery-attempts:u:" + user, s.cfg.Recovery.MaxPerAccount}, {"recovery-attempts:ip:" + c.ip(), s.cfg.Recovery.MaxPerIP}} {
+	}{{"recovery-attempts:u:" + user, s.cfg.Recovery.MaxPerAccount}, {"recovery-attempts:ip:" + c.network(), s.cfg.Recovery.MaxPerIP}} {
 		n, reset, err := s.store.Incr(ctx, lim.key, 24*time.Hour, now)
 		if err != nil {
 			return nil, &UnavailableError{err}

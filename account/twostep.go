@@ -287,7 +287,7 @@ func (s *Service) Methods(ctx context.Context, u *users.User) ([]string, error) 
 // --- failure counters ---
 
 func (s *Service) factorLocked(ctx context.Context, user string, c Client) error {
-	for _, k := range []string{"ban:2fa:u:" + user, "ban:2fa:ip:" + c.ip()} {
+	for _, k := range []string{"ban:2fa:u:" + user, "ban:2fa:ip:" + c.network()} {
 		until, err := s.bannedUntil(ctx, k[len("ban:"):], s.now())
 		if err != nil {
 			return &UnavailableError{err}
@@ -305,12 +305,12 @@ func (s *Service) factorFailed(ctx context.Context, user string, c Client) error
 	keys := []string{"2fa:u:" + user}
 	// This account's share of the address's counter; unlike the account's
 	// own counter it is not cleared by a success.
-	share, _, err := s.store.Incr(ctx, "fail:2fa:ipu:"+c.ip()+":"+user, win, now)
+	share, _, err := s.store.Incr(ctx, "fail:2fa:ipu:"+c.network()+":"+user, win, now)
 	if err != nil {
 		return &UnavailableError{err}
 	}
 	if share <= maxFactorFailuresPerUserIP {
-		keys = append(keys, "2fa:ip:"+c.ip())
+		keys = append(keys, "2fa:ip:"+c.network())
 	}
 	for _, k := range keys {
 		n, _, err := s.store.Incr(ctx, "fail:"+k, win, now)
@@ -1103,7 +1103,7 @@ func (s *Service) checkPassword(ctx context.Context, res *Resolved, password str
 	}
 	now := s.now()
 	userKey := "reg:u:" + res.Session.User
-	ipKey := "reg:ip:" + c.ip()
+	ipKey := "reg:ip:" + c.network()
 	for _, k := range [...]string{userKey, ipKey} {
 		if until, err := s.bannedUntil(ctx, k, now); err != nil {
 			return &UnavailableError{err}
