@@ -792,6 +792,36 @@ func (s *Service) EnrollTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollmen
 	return &TOTPEnrollment{Secret: key.Secret, URL: key.URL, QRPNG: png}, nil
 }
 
+// PendingTOTP returns the authenticator being set up (after EnrollTOTP, not
+// yet confirmed), so that a page can show its QR code again after a wrong
+// first code; ErrNothingToConfirm when there is none.
+func (s *Service) PendingTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollment, error) {
+	if !canManage(res) {
+		return nil, ErrForbidden
+	}
+	user := res.Session.User
+	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNothingToConfirm
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	secret, err := s.seal.open(sealed, "totp-pending:"+user)
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	key, err := otp.TOTPKeyFromSecret(s.cfg.TOTP.Issuer, res.User.Name, string(secret))
+	if err != nil {
+		return nil, err
+	}
+	png, err := key.QRPNG(256)
+	if err != nil {
+		return nil, err
+	}
+	return &TOTPEnrollment{Secret: key.Secret, URL: key.URL, QRPNG: png}, nil
+}
+
 // requireFullIfEnabled: once two-step is on, changing methods needs a
 // session that passed the second factor.
 func (s *Service) requireFullIfEnabled(ctx context.Context, res *Resolved) error {

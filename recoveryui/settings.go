@@ -98,18 +98,35 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 		out, err := p.Account.ConfirmTOTP(ctx, res, strings.TrimSpace(r.PostFormValue("code")), env.Client)
 		if err != nil {
 			d.ConfirmTOTP = true
+			// The same QR code and key again, for a user who has to scan
+			// once more.
+			if pend, perr := p.Account.PendingTOTP(ctx, res); perr == nil {
+				d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(pend.QRPNG))
+				d.Secret = groupSecret(pend.Secret)
+			}
 			return p.pageError(w, d, err, nil)
 		}
 		d.Codes = out.BackupCodes
 		d.Notice = "Your authenticator app is set up."
 	case "phone":
-		phone := strings.TrimSpace(r.PostFormValue("phone"))
+		// People type numbers with spaces, dashes, dots and brackets.
+		phone := strings.Map(func(r rune) rune {
+			if strings.ContainsRune(" -.()\u00a0", r) {
+				return -1
+			}
+			return r
+		}, r.PostFormValue("phone"))
 		method := r.PostFormValue("method")
 		if method == "" {
 			method = account.MethodSMS
 		}
 		out, err := p.Account.SetPhone(ctx, res, phone, method, env.Client)
 		d.Phone = phone
+		var in *account.InvalidInputError
+		if errors.As(err, &in) && strings.Contains(in.Msg, `"phone"`) {
+			d.Error = "Enter your phone number with its country code, for example +1 555 123 4567."
+			return http.StatusBadRequest
+		}
 		if err != nil {
 			return p.pageError(w, d, err, nil)
 		}
@@ -137,6 +154,7 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 		d.Notice = "Two-step verification is on."
 	case "off":
 		if err := p.Account.SetTwoStep(ctx, res, false, r.PostFormValue("password"), strings.TrimSpace(r.PostFormValue("code")), env.Client); err != nil {
+			d.Method = "off" // keep the form open beside the error
 			return p.pageError(w, d, err, nil)
 		}
 		d.Notice = "Two-step verification is off. Anyone with your password can now sign in."
