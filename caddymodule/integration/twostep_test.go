@@ -1313,3 +1313,34 @@ func TestDevOutbox(t *testing.T) {
 		wantStatus(t, c.get(site+api+"outbox"), http.StatusOK)
 	})
 }
+
+// The settings page, without JavaScript: a wrong first authenticator code
+// shows the same QR code and key again, so that the user can scan again.
+func TestSettingsWrongFirstTOTPCode(t *testing.T) {
+	f := start(t)
+	f.load(f.outboxConfig(""))
+	c := newClient(t)
+	c.mustLogin("alice", alicePassword)
+	post := func(form url.Values) *response {
+		t.Helper()
+		page := c.browse(site + "/.twostep/settings")
+		m := csrfField.FindSubmatch(page.body)
+		if m == nil {
+			t.Fatalf("no csrf on the settings page: %d %s", page.StatusCode, page.body)
+		}
+		form.Set("csrf", string(m[1]))
+		return c.do(http.MethodPost, site+"/.twostep/settings", strings.NewReader(form.Encode()),
+			"Content-Type", "application/x-www-form-urlencoded", "Origin", site, "Accept", "text/html")
+	}
+	key := regexp.MustCompile(`<code class="secret">([^<]+)</code>`)
+	first := post(url.Values{"action": {"totp-enroll"}})
+	m := key.FindSubmatch(first.body)
+	if first.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("totp-enroll: %d %s", first.StatusCode, first.body)
+	}
+	again := post(url.Values{"action": {"totp-confirm"}, "code": {"000000"}})
+	m2 := key.FindSubmatch(again.body)
+	if again.StatusCode == http.StatusOK || m2 == nil || !bytes.Equal(m[1], m2[1]) || !bytes.Contains(again.body, []byte(`class="qr"`)) {
+		t.Fatalf("after a wrong first code: %d, key %q (was %q)\n%s", again.StatusCode, m2, m[1], again.body)
+	}
+}
