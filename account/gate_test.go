@@ -106,3 +106,36 @@ func TestIPv6BanCoversThe64(t *testing.T) {
 		t.Fatalf("another /64: %v", err)
 	}
 }
+
+// The same for the second factor's lock: of many concurrent wrong codes
+// for one account, no more than the lock allows are looked at.
+func TestConcurrentCodesStopAtTheLock(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	var tried, locked atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < maxFactorFailures+40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-bbbbb", false, ip1)
+			var rl *RateLimitedError
+			switch {
+			case errors.Is(err, ErrInvalidCode):
+				tried.Add(1)
+			case errors.As(err, &rl):
+				locked.Add(1)
+			case errors.Is(err, ErrBusy):
+				// waited its turn too long: not looked at either
+			default:
+				t.Errorf("VerifyCode: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if tried.Load() > maxFactorFailures {
+		t.Fatalf("%d wrong codes were looked at (%d refused); the lock is at %d", tried.Load(), locked.Load(), maxFactorFailures)
+	}
+}
