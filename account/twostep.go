@@ -792,14 +792,9 @@ func (s *Service) EnrollTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollmen
 	return &TOTPEnrollment{Secret: key.Secret, URL: key.URL, QRPNG: png}, nil
 }
 
-// PendingTOTP returns the authenticator being set up (after EnrollTOTP, not
-// yet confirmed), so that a page can show its QR code again after a wrong
-// first code; ErrNothingToConfirm when there is none.
-func (s *Service) PendingTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollment, error) {
-	if !canManage(res) {
-		return nil, ErrForbidden
-	}
-	user := res.Session.User
+// pendingTOTPSecret opens the secret EnrollTOTP keeps until its first code
+// is confirmed; ErrNothingToConfirm when there is none.
+func (s *Service) pendingTOTPSecret(ctx context.Context, user string) ([]byte, error) {
 	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNothingToConfirm
@@ -810,6 +805,21 @@ func (s *Service) PendingTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollme
 	secret, err := s.seal.open(sealed, "totp-pending:"+user)
 	if err != nil {
 		return nil, &UnavailableError{err}
+	}
+	return secret, nil
+}
+
+// PendingTOTP returns the authenticator being set up (after EnrollTOTP, not
+// yet confirmed), so that a page can show its QR code again after a wrong
+// first code; ErrNothingToConfirm when there is none.
+func (s *Service) PendingTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollment, error) {
+	if !canManage(res) {
+		return nil, ErrForbidden
+	}
+	user := res.Session.User
+	secret, err := s.pendingTOTPSecret(ctx, user)
+	if err != nil {
+		return nil, err
 	}
 	key, err := otp.TOTPKeyFromSecret(s.cfg.TOTP.Issuer, res.User.Name, string(secret))
 	if err != nil {
@@ -875,16 +885,9 @@ func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c
 		return nil, err
 	}
 	defer unlock()
-	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNothingToConfirm
-	}
+	secret, err := s.pendingTOTPSecret(ctx, user)
 	if err != nil {
-		return nil, &UnavailableError{err}
-	}
-	secret, err := s.seal.open(sealed, "totp-pending:"+user)
-	if err != nil {
-		return nil, &UnavailableError{err}
+		return nil, err
 	}
 	step, ok := otp.MatchTOTP(string(secret), code, s.now(), s.cfg.TOTP.Skew, -1)
 	if !ok {

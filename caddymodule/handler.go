@@ -297,7 +297,8 @@ func hidesEncodedSeparator(r *http.Request) bool {
 	if strings.IndexByte(r.RequestURI, '%') < 0 {
 		return false // the common case: nothing to re-escape
 	}
-	if esc := r.URL.EscapedPath(); r.URL.RawPath != "" && esc == r.URL.RawPath {
+	esc := r.URL.EscapedPath()
+	if r.URL.RawPath != "" && esc == r.URL.RawPath {
 		return false // the path as sent is what the handler judged
 	}
 	raw, _, _ := strings.Cut(r.RequestURI, "?")
@@ -310,7 +311,7 @@ func hidesEncodedSeparator(r *http.Request) bool {
 		}
 		raw = rest[j:]
 	}
-	if raw == r.URL.EscapedPath() {
+	if raw == esc {
 		return false
 	}
 	for i := 0; i+2 < len(raw); i++ {
