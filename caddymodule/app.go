@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/twostep-auth/twostep/account"
@@ -92,6 +93,7 @@ type App struct {
 	DevOutbox bool `json:"dev_outbox,omitempty"`
 
 	ctx       caddy.Context
+	storage   certmagic.Storage
 	logger    *zap.Logger
 	users     *users.File
 	poolKey   string
@@ -302,6 +304,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // a live server.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
+	a.storage = ctx.Storage()
 	a.logger = ctx.Logger()
 	a.run = new(appRun)
 	a.registerMetrics(ctx.GetMetricsRegistry())
@@ -587,6 +590,14 @@ func (a *App) Start() error {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
 	}
 	st := val.(*pooledStore)
+	gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	instance, err := guardStore(gctx, a.storage, st, a.Store, time.Now())
+	gcancel()
+	if err != nil {
+		_, _ = stores.Delete(a.poolKey)
+		return err
+	}
+	st.health.expect(instance)
 	secret, err := a.secret(st)
 	if err != nil {
 		_, _ = stores.Delete(a.poolKey)
@@ -706,6 +717,10 @@ func (a *App) providerNames() []string {
 
 // storeDown reports whether the running store failed its last ping.
 func (a *App) storeDown() bool { return a.run.health.Load().Down() }
+
+// storeReplaced reports whether the running store was found emptied or
+// replaced (guard.go).
+func (a *App) storeReplaced() bool { return a.run.health.Load().Replaced() }
 
 // Service returns the running account service, or nil before Start or
 // after Stop (callers answer 503).

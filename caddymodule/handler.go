@@ -372,6 +372,9 @@ func (h *Handler) resolve(r *http.Request, svc *account.Service, secure bool) (a
 		}
 		return account.Resolved{}, nil
 	}
+	if h.app.storeReplaced() {
+		return account.Resolved{}, errStoreReplaced // its sessions are not ours
+	}
 	res, err := svc.ResolveShared(r.Context(), tok)
 	if errors.Is(err, account.ErrNoSession) {
 		return account.Resolved{}, nil

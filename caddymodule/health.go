@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -10,13 +11,23 @@ import (
 	"github.com/twostep-auth/twostep/internal/store"
 )
 
-// storeHealth is whether the store answered its last ping. Requests that
-// need no store lookup (a stranger's) ask it, so that while the store is
-// unreachable they get 503 like everyone else instead of a sign-in page
-// that cannot work.
+// storeHealth is whether the store answered its last ping and still holds
+// the instance record this server found there (guard.go). Requests that
+// need no store lookup (a stranger's) ask whether it is down, so that while
+// the store is unreachable they get 503 like everyone else instead of a
+// sign-in page that cannot work; every request asks whether it was
+// replaced.
 type storeHealth struct {
-	down atomic.Bool
+	state atomic.Int32 // healthUp, healthUnreachable or healthReplaced
+	// instance is the store's instance id once the guard has checked it.
+	instance atomic.Pointer[string]
 }
+
+const (
+	healthUp int32 = iota
+	healthUnreachable
+	healthReplaced
+)
 
 // pingEvery is how often the store is pinged; pingTimeout bounds a ping
 // of a store that does not answer.
@@ -25,25 +36,55 @@ const (
 	pingTimeout = time.Second
 )
 
-// Down reports whether the last ping failed. A nil health is never down.
-func (h *storeHealth) Down() bool { return h != nil && h.down.Load() }
+// Down reports whether the last ping failed or found the store replaced.
+// A nil health is never down.
+func (h *storeHealth) Down() bool { return h != nil && h.state.Load() != healthUp }
 
-// watch pings s every interval until ctx ends, logging each change.
+// Replaced reports whether the last ping found the store without this
+// server's instance record.
+func (h *storeHealth) Replaced() bool { return h != nil && h.state.Load() == healthReplaced }
+
+// expect sets the instance id the store must hold from now on.
+func (h *storeHealth) expect(instance string) { h.instance.Store(&instance) }
+
+// check pings s and, once an instance is expected, reads it back.
+func (h *storeHealth) check(ctx context.Context, s store.Store) error {
+	if err := s.Ping(ctx); err != nil {
+		return err
+	}
+	if want := h.instance.Load(); want != nil {
+		return checkInstance(ctx, s, *want)
+	}
+	return nil
+}
+
+// watch checks s every interval until ctx ends, logging each change.
 func (h *storeHealth) watch(ctx context.Context, s store.Store, interval time.Duration, log *zap.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		err := s.Ping(pctx)
+		err := h.check(pctx, s)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		switch was := h.down.Swap(err != nil); {
-		case err != nil && !was:
-			log.Error("store unreachable: answering 503 until it is back", zap.Error(err))
-		case err == nil && was:
-			log.Info("store reachable again")
+		state := healthUp
+		switch {
+		case errors.Is(err, errStoreReplaced):
+			state = healthReplaced
+		case err != nil:
+			state = healthUnreachable
+		}
+		if was := h.state.Swap(state); was != state {
+			switch state {
+			case healthReplaced:
+				log.Error("store emptied or replaced: answering 503 until it is restored (see README, Operations)", zap.Error(err))
+			case healthUnreachable:
+				log.Error("store unreachable: answering 503 until it is back", zap.Error(err))
+			default:
+				log.Info("store reachable again")
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -82,7 +83,9 @@ type node struct {
 	stop func()
 }
 
-func startNode(t *testing.T, bin, dir string, port int, redisAddr, usersFile string) *node {
+// nodeCommand writes the configuration of the node on port and returns the
+// command that runs it, with its own Caddy data directory.
+func nodeCommand(t *testing.T, ctx context.Context, bin, dir string, port int, redisAddr, usersFile string) *exec.Cmd {
 	t.Helper()
 	cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile.%d", port))
 	body := fmt.Sprintf(`{
@@ -111,9 +114,15 @@ http://localhost:%d {
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, fmt.Sprint("data", port)), "XDG_CONFIG_HOME="+filepath.Join(dir, fmt.Sprint("config", port)))
+	return cmd
+}
+
+func startNode(t *testing.T, bin, dir string, port int, redisAddr, usersFile string) *node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := nodeCommand(t, ctx, bin, dir, port, redisAddr, usersFile)
 	logf, _ := os.Create(filepath.Join(dir, fmt.Sprintf("node%d.log", port)))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -246,6 +255,50 @@ func TestTwoNodesShareRedis(t *testing.T) {
 			return r.StatusCode == http.StatusUnauthorized && r.json(t)["error"] == "unauthenticated"
 		})
 	})
+}
+
+// A Redis that loses its data (flushed, or restarted without persistence)
+// looks like a store whose users never turned two-step on. The running
+// node answers 503 instead of letting bob sign in with the password
+// alone, and a node started on it refuses to start.
+func TestRedisEmptiedIsRefused(t *testing.T) {
+	rs := startRedis(t)
+	bin := buildCaddy(t)
+	dir := t.TempDir()
+	uf := filepath.Join(dir, "users.yml")
+	writeUsers(t, uf, alicePassword, false)
+	a := startNode(t, bin, dir, 9085, rs.addr(), uf)
+
+	c := newClient(t)
+	wantStatus(t, a.post(t, c, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`), http.StatusOK)
+	before := time.Now()
+	wantStatus(t, a.post(t, c, "/.twostep/api/phone", `{"phone":"+15551234567","method":"sms"}`), http.StatusAccepted)
+	code := outboxCode(t, c, a.url, "sms", before)
+	wantStatus(t, a.post(t, c, "/.twostep/api/phone/confirm", `{"code":"`+code+`"}`), http.StatusOK)
+	if r := a.post(t, c, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`); r.json(t)["state"] != "second_factor" {
+		t.Fatalf("two-step on: %s", r.body)
+	}
+
+	if out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rs.port), "FLUSHALL").CombinedOutput(); err != nil {
+		t.Fatalf("FLUSHALL: %v %s", err, out)
+	}
+	stranger := newClient(t)
+	eventually(t, 5*time.Second, "503 once the store is emptied", func() bool {
+		return a.post(t, stranger, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`).StatusCode == http.StatusServiceUnavailable
+	})
+	wantError(t, stranger.get(a.url+"/"), http.StatusServiceUnavailable, "unavailable")
+	wantStatus(t, stranger.get(a.url+"/health"), http.StatusOK)
+	if r := a.post(t, stranger, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`); r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("bob on the emptied store: %d %s", r.StatusCode, r.body)
+	}
+	a.stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := nodeCommand(t, ctx, bin, dir, 9085, rs.addr(), uf).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "lost its records") || !strings.Contains(string(out), "redis store "+rs.addr()+" db 0") {
+		t.Fatalf("a node started on the emptied store: %v (ctx %v):\n%s", err, ctx.Err(), tail(out, 3000))
+	}
 }
 
 func copyCookies(t *testing.T, c *client, from, to string) {

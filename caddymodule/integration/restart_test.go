@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// A session survives stopping the Caddy process and starting it again.
+// A session survives stopping the Caddy process and starting it again;
+// losing the store file does not go unnoticed.
 func TestSessionSurvivesProcessRestart(t *testing.T) {
 	bin := buildCaddy(t)
 	dir := t.TempDir()
@@ -47,6 +50,9 @@ http://localhost:9083 {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); _ = cmd.Wait() }) }
+		t.Cleanup(stop) // also when the wait below fails
 		eventually(t, 20*time.Second, "caddy answers on :9083", func() bool {
 			res, err := http.Get("http://localhost:9083/.twostep/login")
 			if err != nil {
@@ -55,7 +61,7 @@ http://localhost:9083 {
 			res.Body.Close()
 			return res.StatusCode == http.StatusOK
 		})
-		return func() { cancel(); _ = cmd.Wait() }
+		return stop
 	}
 	stop := startProc()
 	c := newClient(t)
@@ -67,8 +73,38 @@ http://localhost:9083 {
 	}
 	stop()
 	stop = startProc()
-	defer stop()
 	if got := c.get("http://localhost:9083/"); string(got.body) != "hello alice" {
 		t.Fatalf("after restart: %d %s", got.StatusCode, got.body)
+	}
+	stop()
+
+	// The store file is lost and Caddy starts on a new, empty one: every
+	// two-step user would sign in with the password alone. It refuses to
+	// start, and says what to do.
+	if err := os.Remove(filepath.Join(dir, "twostep.db")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(dir, "data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"))
+	out, err := cmd.CombinedOutput()
+	markers, _ := filepath.Glob(filepath.Join(dir, "data", "caddy", "twostep", "stores", "*.json"))
+	if err == nil || ctx.Err() != nil || len(markers) != 1 {
+		t.Fatalf("Caddy on an emptied store: %v (ctx %v), markers %v, output:\n%s", err, ctx.Err(), markers, tail(out, 3000))
+	}
+	for _, want := range []string{"lost its records", "remove " + markers[0]} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("the refusal does not say %q:\n%s", want, tail(out, 3000))
+		}
+	}
+	// Starting afresh on purpose: remove the marker.
+	if err := os.Remove(markers[0]); err != nil {
+		t.Fatal(err)
+	}
+	stop = startProc()
+	defer stop()
+	if got := c.get("http://localhost:9083/"); got.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a session of the lost store: %d %s", got.StatusCode, got.body)
 	}
 }

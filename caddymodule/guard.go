@@ -1,0 +1,168 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/twostep-auth/twostep/internal/store"
+)
+
+// A store that lost its records cannot be told from a new one by looking
+// at it, and both look like users who never turned two-step on: every
+// sign-in would ask for the password alone. So the store carries an
+// instance record, and Caddy's own storage (where it keeps certificates)
+// a marker naming the instance this server found there first. A store
+// whose instance is missing or another is refused at start, and answers
+// 503 when that happens while running, until it is restored or the
+// operator removes the marker to start afresh.
+
+// instanceKey holds the store's instance id (32 hex digits, no expiry).
+const instanceKey = "config:instance"
+
+// errStoreReplaced: the store no longer holds the instance record this
+// server recorded.
+var errStoreReplaced = errors.New("the store was emptied or replaced")
+
+// storeMarker is what Caddy's storage keeps about one store.
+type storeMarker struct {
+	Instance  string    `json:"instance"`
+	Store     string    `json:"store"`
+	FirstSeen time.Time `json:"first_seen"`
+}
+
+// identity names the store for its marker, without credentials: the file,
+// or the Redis servers (in any order), master name and database.
+func (sc *StoreConfig) identity() (id, desc string, err error) {
+	if sc.Type != "redis" {
+		p := strings.TrimPrefix(sc.poolKey(), "bolt:")
+		return "bolt:" + p, "bolt store " + p, nil
+	}
+	opts, err := sc.redisOptions()
+	if err != nil {
+		return "", "", err
+	}
+	addrs := slices.Clone(opts.Addrs)
+	slices.Sort(addrs)
+	desc = "redis store " + strings.Join(addrs, ",") + " db " + strconv.Itoa(opts.DB)
+	if opts.MasterName != "" {
+		desc += " (master " + opts.MasterName + ")"
+	}
+	return "redis:" + strings.Join(addrs, ",") + "|" + opts.MasterName + "|" + strconv.Itoa(opts.DB), desc, nil
+}
+
+// markerKey is where the marker of the store named id lives in Caddy's
+// storage.
+func markerKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "twostep/stores/" + hex.EncodeToString(sum[:16]) + ".json"
+}
+
+// markerPlace says where key is, as an operator would look for it.
+func markerPlace(storage certmagic.Storage, key string) string {
+	if fsys, ok := storage.(*certmagic.FileStorage); ok {
+		return fsys.Filename(key)
+	}
+	return fmt.Sprintf("the key %q", key)
+}
+
+func validInstance(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// guardStore checks st against its marker in Caddy's storage and returns
+// the store's instance id. With no marker yet (a first start, or a new
+// node), it records the store's instance, creating it in a store that has
+// none. Any error refuses the store.
+func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, sc *StoreConfig, now time.Time) (string, error) {
+	if storage == nil {
+		return "", errors.New("twostep: Caddy has no storage to keep the store's marker in")
+	}
+	id, desc, err := sc.identity()
+	if err != nil {
+		return "", err
+	}
+	key := markerKey(id)
+	place := markerPlace(storage, key)
+	raw, err := storage.Load(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return recordStore(ctx, storage, st, key, place, desc, now)
+	}
+	if err != nil {
+		return "", fmt.Errorf("twostep: reading the marker of the %s from Caddy's storage (%s): %w", desc, place, err)
+	}
+	var m storeMarker
+	if err := json.Unmarshal(raw, &m); err != nil || !validInstance(m.Instance) {
+		return "", fmt.Errorf("twostep: the marker of the %s in Caddy's storage (%s) is damaged; remove it to accept the store as it is now", desc, place)
+	}
+	got, err := st.Get(ctx, instanceKey, now)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("twostep: reading the %s's instance record: %w", desc, err)
+	}
+	if string(got) != m.Instance {
+		return "", replacedError(desc, place, m, got == nil)
+	}
+	return m.Instance, nil
+}
+
+// recordStore writes the first marker of a store, creating its instance
+// record if it has none.
+func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store, key, place, desc string, now time.Time) (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	v, _, err := st.PutIfAbsent(ctx, instanceKey, []byte(hex.EncodeToString(b)), 0, now)
+	if err != nil {
+		return "", fmt.Errorf("twostep: writing the %s's instance record: %w", desc, err)
+	}
+	if !validInstance(string(v)) {
+		return "", fmt.Errorf("twostep: the %s's instance record (%s) is damaged", desc, instanceKey)
+	}
+	m, _ := json.Marshal(storeMarker{Instance: string(v), Store: desc, FirstSeen: now.UTC().Truncate(time.Second)})
+	if err := storage.Store(ctx, key, m); err != nil {
+		return "", fmt.Errorf("twostep: writing the marker of the %s to Caddy's storage (%s): %w", desc, place, err)
+	}
+	return string(v), nil
+}
+
+func replacedError(desc, place string, m storeMarker, missing bool) error {
+	what := "holds another store's instance record"
+	if missing {
+		what = "has lost its records (its instance record is missing)"
+	}
+	return fmt.Errorf("twostep: %w: the %s %s, not the one this server first found there on %s. "+
+		"Users' two-step settings and trusted devices live in the store, so running on it would let every user sign in with the password alone. "+
+		"Restore the store from a backup; or, to start afresh and lose every user's two-step settings, remove %s from Caddy's storage",
+		errStoreReplaced, desc, what, m.FirstSeen.Format("2006-01-02 15:04 MST"), place)
+}
+
+// checkInstance reports errStoreReplaced when s no longer holds want.
+func checkInstance(ctx context.Context, s store.Store, want string) error {
+	got, err := s.Get(ctx, instanceKey, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: its instance record is missing", errStoreReplaced)
+	}
+	if err != nil {
+		return err
+	}
+	if string(got) != want {
+		return fmt.Errorf("%w: it holds another instance record", errStoreReplaced)
+	}
+	return nil
+}

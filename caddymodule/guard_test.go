@@ -1,0 +1,216 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+
+	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/store/bolt"
+)
+
+func openBolt(t *testing.T, path string) *bolt.DB {
+	t.Helper()
+	db, err := bolt.Open(path, bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// A store that lost its records (deleted file, flushed Redis) looks like
+// one whose users never turned two-step on. The guard refuses it, and a
+// store that holds another instance, and accepts the same store again.
+func TestGuardStore(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	storage := &certmagic.FileStorage{Path: filepath.Join(dir, "caddy")}
+	path := filepath.Join(dir, "twostep.db")
+	sc := &StoreConfig{Type: "bolt", Path: path}
+
+	db := openBolt(t, path)
+	first, err := guardStore(ctx, storage, db, sc, now)
+	if err != nil || !validInstance(first) {
+		t.Fatalf("first start: %q, %v", first, err)
+	}
+	again, err := guardStore(ctx, storage, db, sc, now.Add(time.Hour))
+	if err != nil || again != first {
+		t.Fatalf("same store again: %q, %v (want %q)", again, err, first)
+	}
+	// Spelled another way, it is the same file and the same marker.
+	other := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, ".", "twostep.db")}
+	if got, err := guardStore(ctx, storage, db, other, now); err != nil || got != first {
+		t.Fatalf("same file, other spelling: %q, %v", got, err)
+	}
+	db.Close()
+
+	// The file is lost and a new, empty one takes its place.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	empty := openBolt(t, path)
+	_, err = guardStore(ctx, storage, empty, sc, now.Add(2*time.Hour))
+	if !errors.Is(err, errStoreReplaced) {
+		t.Fatalf("emptied store accepted: %v", err)
+	}
+	marker := storage.Filename(markerKey("bolt:" + path))
+	for _, want := range []string{"lost its records", path, marker, "2026-12-01 10:00 UTC", "Restore the store from a backup"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if _, err := empty.Get(ctx, instanceKey, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused store was given an instance record: %v", err)
+	}
+	// Another store's records restored into it: refused as well.
+	if err := empty.Put(ctx, instanceKey, []byte(strings.Repeat("ab", 16)), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := guardStore(ctx, storage, empty, sc, now); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "another store's") {
+		t.Fatalf("another store's instance accepted: %v", err)
+	}
+	// Restored from a backup: accepted.
+	if err := empty.Put(ctx, instanceKey, []byte(first), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := guardStore(ctx, storage, empty, sc, now); err != nil || got != first {
+		t.Fatalf("restored store: %q, %v", got, err)
+	}
+	// The operator starts afresh by removing the marker.
+	if err := empty.Delete(ctx, instanceKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(marker); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := guardStore(ctx, storage, empty, sc, now)
+	if err != nil || fresh == first || !validInstance(fresh) {
+		t.Fatalf("after removing the marker: %q, %v", fresh, err)
+	}
+}
+
+func TestGuardStoreRefuses(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, storage *certmagic.FileStorage, key string, db *bolt.DB)
+		want  string
+	}{
+		{"damaged marker", func(t *testing.T, s *certmagic.FileStorage, key string, _ *bolt.DB) {
+			if err := s.Store(ctx, key, []byte(`{"instance":"not hex"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}, "is damaged; remove it"},
+		{"marker unreadable", func(t *testing.T, s *certmagic.FileStorage, key string, _ *bolt.DB) {
+			if err := os.MkdirAll(s.Filename(key), 0o700); err != nil { // a directory where the file should be
+				t.Fatal(err)
+			}
+		}, "reading the marker"},
+		{"storage not writable", func(t *testing.T, s *certmagic.FileStorage, key string, _ *bolt.DB) {
+			// A dangling link where the directory should be: nothing to
+			// read, and nowhere to write.
+			if err := os.MkdirAll(s.Path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(filepath.Join(s.Path, "gone"), filepath.Join(s.Path, "twostep")); err != nil {
+				t.Fatal(err)
+			}
+		}, "writing the marker"},
+		{"damaged instance record", func(t *testing.T, _ *certmagic.FileStorage, _ string, db *bolt.DB) {
+			if err := db.Put(ctx, instanceKey, []byte("short"), 0, now); err != nil {
+				t.Fatal(err)
+			}
+		}, "instance record (config:instance) is damaged"},
+		{"store closed", func(t *testing.T, _ *certmagic.FileStorage, _ string, db *bolt.DB) { db.Close() }, "instance record"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			storage := &certmagic.FileStorage{Path: filepath.Join(dir, "caddy")}
+			path := filepath.Join(dir, "s.db")
+			db := openBolt(t, path)
+			c.setup(t, storage, markerKey("bolt:"+path), db)
+			got, err := guardStore(ctx, storage, db, &StoreConfig{Type: "bolt", Path: path}, now)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %q, %v; want an error saying %q", got, err, c.want)
+			}
+		})
+	}
+	if _, err := guardStore(ctx, nil, nil, &StoreConfig{Type: "bolt", Path: "/x"}, now); err == nil {
+		t.Fatal("no storage accepted")
+	}
+}
+
+// The marker names the Redis servers, not how they are spelled: the order
+// of addrs and the credentials do not make another store.
+func TestStoreIdentity(t *testing.T) {
+	a, _, err := (&StoreConfig{Type: "redis", Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379"}, DB: 2}).identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, desc, err := (&StoreConfig{Type: "redis", Addrs: []string{"10.0.0.2:6379", "10.0.0.1:6379"}, DB: 2, Password: "s3cret"}).identity()
+	if err != nil || a != b {
+		t.Fatalf("%q != %q (%v)", a, b, err)
+	}
+	if strings.Contains(desc, "s3cret") || strings.Contains(b, "s3cret") {
+		t.Fatal("the identity carries the password")
+	}
+	u, desc, err := (&StoreConfig{Type: "redis", URL: "redis://user:s3cret@10.0.0.1:6379/2"}).identity()
+	if err != nil || strings.Contains(u+desc, "s3cret") {
+		t.Fatalf("%q %q %v", u, desc, err)
+	}
+	if c, _, _ := (&StoreConfig{Type: "redis", Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379"}, DB: 3}).identity(); c == a {
+		t.Fatal("another database is the same store")
+	}
+}
+
+// While running, a store that loses its instance record (a Redis flushed
+// or restarted without persistence) is reported replaced, and recovers
+// when it is restored.
+func TestStoreHealthReplaced(t *testing.T) {
+	db := openBolt(t, filepath.Join(t.TempDir(), "s.db"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const id = "0123456789abcdef0123456789abcdef"
+	if err := db.Put(ctx, instanceKey, []byte(id), 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h := new(storeHealth)
+	h.expect(id)
+	done := make(chan struct{})
+	go func() { h.watch(ctx, db, 5*time.Millisecond, zap.NewNop()); close(done) }()
+	wait := func(replaced bool) {
+		t.Helper()
+		for i := 0; i < 400 && h.Replaced() != replaced; i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if h.Replaced() != replaced || h.Down() != replaced {
+			t.Fatalf("Replaced() = %v, Down() = %v, want %v", h.Replaced(), h.Down(), replaced)
+		}
+	}
+	wait(false)
+	if err := db.Delete(ctx, instanceKey); err != nil {
+		t.Fatal(err)
+	}
+	wait(true)
+	if err := db.Put(ctx, instanceKey, []byte(strings.Repeat("f", 32)), 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	wait(true)
+	if err := db.Put(ctx, instanceKey, []byte(id), 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wait(false)
+	cancel()
+	<-done
+}
