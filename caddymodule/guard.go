@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/twostep-auth/twostep/internal/store"
+	redisstore "github.com/twostep-auth/twostep/internal/store/redis"
 )
 
 // A store that lost its records cannot be told from a new one by looking
@@ -43,7 +44,8 @@ type storeMarker struct {
 }
 
 // identity names the store for its marker, without credentials: the file,
-// or the Redis servers (in any order), master name and database.
+// or the Redis servers (in any order), master name, database and key
+// prefix.
 func (sc *StoreConfig) identity() (id, desc string, err error) {
 	if sc.Type != "redis" {
 		p := strings.TrimPrefix(sc.poolKey(), "bolt:")
@@ -55,11 +57,18 @@ func (sc *StoreConfig) identity() (id, desc string, err error) {
 	}
 	addrs := slices.Clone(opts.Addrs)
 	slices.Sort(addrs)
+	prefix := opts.KeyPrefix
+	if prefix == "" {
+		prefix = redisstore.DefaultKeyPrefix
+	}
 	desc = "redis store " + strings.Join(addrs, ",") + " db " + strconv.Itoa(opts.DB)
 	if opts.MasterName != "" {
 		desc += " (master " + opts.MasterName + ")"
 	}
-	return "redis:" + strings.Join(addrs, ",") + "|" + opts.MasterName + "|" + strconv.Itoa(opts.DB), desc, nil
+	if prefix != redisstore.DefaultKeyPrefix {
+		desc += " key_prefix " + strconv.Quote(prefix)
+	}
+	return "redis:" + strings.Join(addrs, ",") + "|" + opts.MasterName + "|" + strconv.Itoa(opts.DB) + "|" + prefix, desc, nil
 }
 
 // markerKey is where the marker of the store named id lives in Caddy's

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
+	redisstore "github.com/twostep-auth/twostep/internal/store/redis"
 )
 
 func openBolt(t *testing.T, path string) *bolt.DB {
@@ -170,6 +171,15 @@ func TestStoreIdentity(t *testing.T) {
 	}
 	if c, _, _ := (&StoreConfig{Type: "redis", Addrs: []string{"10.0.0.1:6379", "10.0.0.2:6379"}, DB: 3}).identity(); c == a {
 		t.Fatal("another database is the same store")
+	}
+	// Stores with their own key prefix share a server and a database.
+	p1, _, _ := (&StoreConfig{Type: "redis", URL: "redis://10.0.0.1:6379/2"}).identity()
+	p2, desc, err := (&StoreConfig{Type: "redis", URL: "redis://10.0.0.1:6379/2?key_prefix=other:"}).identity()
+	if err != nil || p1 == p2 || !strings.Contains(desc, `key_prefix "other:"`) {
+		t.Fatalf("key prefixes: %q %q %q %v", p1, p2, desc, err)
+	}
+	if p3, _, _ := (&StoreConfig{Type: "redis", URL: "redis://10.0.0.1:6379/2?key_prefix=" + redisstore.DefaultKeyPrefix}).identity(); p3 != p1 {
+		t.Fatal("the default prefix spelled out is another store")
 	}
 }
 
