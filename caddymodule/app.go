@@ -590,14 +590,24 @@ func (a *App) Start() error {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
 	}
 	st := val.(*pooledStore)
+	guard := func(ctx context.Context) (string, error) {
+		return guardStore(ctx, a.storage, st, a.Store, time.Now())
+	}
 	gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	instance, err := guardStore(gctx, a.storage, st, a.Store, time.Now())
+	instance, err := guard(gctx)
 	gcancel()
-	if err != nil {
+	switch {
+	case err == nil:
+		st.health.expect(instance)
+	case errors.Is(err, errStoreUnread) && a.Secret != "":
+		// Unreachable for now (Redis starting after Caddy): start, and
+		// answer 503 until the store can be checked.
+		a.logger.Error("store not checked yet: answering 503 until it answers", zap.Error(err))
+		st.health.pending(guard)
+	default:
 		_, _ = stores.Delete(a.poolKey)
 		return err
 	}
-	st.health.expect(instance)
 	secret, err := a.secret(st)
 	if err != nil {
 		_, _ = stores.Delete(a.poolKey)

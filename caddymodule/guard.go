@@ -36,6 +36,10 @@ const instanceKey = "config:instance"
 // server recorded.
 var errStoreReplaced = errors.New("the store was emptied or replaced")
 
+// errStoreUnread: the guard could not read or write the store (it may be
+// unreachable for now); the check is tried again.
+var errStoreUnread = errors.New("the store could not be checked")
+
 // storeMarker is what Caddy's storage keeps about one store.
 type storeMarker struct {
 	Instance  string    `json:"instance"`
@@ -97,7 +101,8 @@ func validInstance(s string) bool {
 // guardStore checks st against its marker in Caddy's storage and returns
 // the store's instance id. With no marker yet (a first start, or a new
 // node), it records the store's instance, creating it in a store that has
-// none. Any error refuses the store.
+// none. Any error refuses the store; one that is errStoreUnread may pass
+// once the store answers.
 func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, sc *StoreConfig, now time.Time) (string, error) {
 	if storage == nil {
 		return "", errors.New("twostep: Caddy has no storage to keep the store's marker in")
@@ -121,7 +126,7 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 	}
 	got, err := st.Get(ctx, instanceKey, now)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", fmt.Errorf("twostep: reading the %s's instance record: %w", desc, err)
+		return "", fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
 	}
 	if string(got) != m.Instance {
 		return "", replacedError(desc, place, m, got == nil)
@@ -138,7 +143,7 @@ func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store,
 	}
 	v, _, err := st.PutIfAbsent(ctx, instanceKey, []byte(hex.EncodeToString(b)), 0, now)
 	if err != nil {
-		return "", fmt.Errorf("twostep: writing the %s's instance record: %w", desc, err)
+		return "", fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
 	}
 	if !validInstance(string(v)) {
 		return "", fmt.Errorf("twostep: the %s's instance record (%s) is damaged", desc, instanceKey)

@@ -3,9 +3,11 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,4 +225,65 @@ func TestStoreHealthReplaced(t *testing.T) {
 	wait(false)
 	cancel()
 	<-done
+}
+
+// A store that cannot be checked at start (Redis starting after Caddy)
+// reads as down until the guard has checked it at a ping; a guard that
+// then refuses the store leaves it replaced.
+func TestStoreHealthPendingGuard(t *testing.T) {
+	db := openBolt(t, filepath.Join(t.TempDir(), "s.db"))
+	const id = "0123456789abcdef0123456789abcdef"
+	if err := db.Put(context.Background(), instanceKey, []byte(id), 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		verdict  error // what the guard says once the store answers
+		replaced bool
+	}{
+		{"store checks out", nil, false},
+		{"store refused", fmt.Errorf("twostep: %w: lost", errStoreReplaced), true},
+		{"marker damaged", errors.New("twostep: the marker is damaged"), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var calls atomic.Int32
+			var answering atomic.Bool
+			h := new(storeHealth)
+			h.pending(func(context.Context) (string, error) {
+				calls.Add(1)
+				if !answering.Load() {
+					return "", fmt.Errorf("twostep: %w: dial tcp: connection refused", errStoreUnread)
+				}
+				return id, c.verdict
+			})
+			if !h.Down() {
+				t.Fatal("a store not checked yet reads as up")
+			}
+			done := make(chan struct{})
+			go func() { h.watch(ctx, db, 5*time.Millisecond, zap.NewNop()); close(done) }()
+			for i := 0; i < 400 && calls.Load() < 3; i++ {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !h.Down() || h.Replaced() || calls.Load() < 3 {
+				t.Fatalf("while the guard cannot read the store: down %v replaced %v after %d tries", h.Down(), h.Replaced(), calls.Load())
+			}
+			answering.Store(true)
+			for i := 0; i < 400 && (h.Down() != c.replaced || h.Replaced() != c.replaced); i++ {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if h.Down() != c.replaced || h.Replaced() != c.replaced {
+				t.Fatalf("down %v replaced %v, want both %v", h.Down(), h.Replaced(), c.replaced)
+			}
+			if n := calls.Load(); !c.replaced {
+				time.Sleep(20 * time.Millisecond)
+				if calls.Load() != n {
+					t.Fatal("the guard runs again once it passed")
+				}
+			}
+			cancel()
+			<-done
+		})
+	}
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +22,13 @@ type storeHealth struct {
 	state atomic.Int32 // healthUp, healthUnreachable or healthReplaced
 	// instance is the store's instance id once the guard has checked it.
 	instance atomic.Pointer[string]
+	// guard, while the store could not be checked at start, is tried at
+	// every ping until it can be (the store reads as down meanwhile).
+	guard atomic.Pointer[guardFunc]
 }
+
+// guardFunc checks the store against its marker (guardStore).
+type guardFunc func(context.Context) (string, error)
 
 const (
 	healthUp int32 = iota
@@ -45,12 +52,36 @@ func (h *storeHealth) Down() bool { return h != nil && h.state.Load() != healthU
 func (h *storeHealth) Replaced() bool { return h != nil && h.state.Load() == healthReplaced }
 
 // expect sets the instance id the store must hold from now on.
-func (h *storeHealth) expect(instance string) { h.instance.Store(&instance) }
+func (h *storeHealth) expect(instance string) {
+	h.instance.Store(&instance)
+	h.guard.Store(nil)
+}
+
+// pending leaves the guard to the pings: the store is down until g has
+// checked it.
+func (h *storeHealth) pending(g guardFunc) {
+	if h.instance.Load() != nil {
+		return // checked already, by an earlier start
+	}
+	h.guard.Store(&g)
+	h.state.CompareAndSwap(healthUp, healthUnreachable)
+}
 
 // check pings s and, once an instance is expected, reads it back.
 func (h *storeHealth) check(ctx context.Context, s store.Store) error {
 	if err := s.Ping(ctx); err != nil {
 		return err
+	}
+	if g := h.guard.Load(); g != nil && h.instance.Load() == nil {
+		id, err := (*g)(ctx)
+		switch {
+		case errors.Is(err, errStoreUnread):
+			return err
+		case err != nil:
+			return fmt.Errorf("%w: %w", errStoreReplaced, err)
+		}
+		h.expect(id)
+		return nil
 	}
 	if want := h.instance.Load(); want != nil {
 		return checkInstance(ctx, s, *want)

@@ -301,6 +301,29 @@ func TestRedisEmptiedIsRefused(t *testing.T) {
 	}
 }
 
+// Redis that starts after Caddy (containers starting together): the node
+// starts, answers 503 until the store can be checked, then serves.
+func TestRedisAfterCaddy(t *testing.T) {
+	rs := startRedis(t)
+	rs.stop()
+	bin := buildCaddy(t)
+	dir := t.TempDir()
+	uf := filepath.Join(dir, "users.yml")
+	writeUsers(t, uf, alicePassword, false)
+	a := startNode(t, bin, dir, 9085, rs.addr(), uf)
+	c := newClient(t)
+	wantError(t, c.get(a.url+"/"), http.StatusServiceUnavailable, "unavailable")
+	wantError(t, a.post(t, c, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`), http.StatusServiceUnavailable, "unavailable")
+	rs.start()
+	eventually(t, 10*time.Second, "the node serves once Redis answers", func() bool {
+		return c.get(a.url+"/").StatusCode == http.StatusUnauthorized
+	})
+	wantStatus(t, a.post(t, c, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`), http.StatusOK)
+	if r := c.get(a.url + "/"); string(r.body) != "hello bob" {
+		t.Fatalf("signed in: %d %s", r.StatusCode, r.body)
+	}
+}
+
 func copyCookies(t *testing.T, c *client, from, to string) {
 	t.Helper()
 	fu, _ := parseURL(from)
