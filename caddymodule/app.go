@@ -567,7 +567,7 @@ func (a *App) Start() error {
 			c := cache.New(measured{rs}, time.Second, account.CachedPrefixes...)
 			ctx, cancel := context.WithCancel(context.Background())
 			c.Listen(ctx, rs)
-			health := new(storeHealth)
+			health := &storeHealth{keys: a.Store.instanceKeys()}
 			go health.watch(ctx, rs, pingEvery, a.logger.Named("store"))
 			return &pooledStore{Store: c, stop: cancel, health: health}, nil
 		}
@@ -582,7 +582,7 @@ func (a *App) Start() error {
 		})
 		// This process is the file's only writer: every change goes
 		// through the cache, which may keep sessions for long.
-		health := new(storeHealth)
+		health := &storeHealth{keys: a.Store.instanceKeys()}
 		go health.watch(ctx, db, pingEvery, log)
 		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel, bolt: db, health: health}, nil
 	})

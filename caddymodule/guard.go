@@ -75,6 +75,22 @@ func (sc *StoreConfig) identity() (id, desc string, err error) {
 	return "redis:" + strings.Join(addrs, ",") + "|" + opts.MasterName + "|" + strconv.Itoa(opts.DB) + "|" + prefix, desc, nil
 }
 
+// instanceKeys are the keys that hold the instance record: one, and on a
+// Redis Cluster a copy under every spread tag as well, so that a master
+// that loses its data alone is noticed too.
+func (sc *StoreConfig) instanceKeys() []string {
+	keys := []string{instanceKey}
+	if sc.Type != "redis" {
+		return keys
+	}
+	if opts, err := sc.redisOptions(); err == nil && opts.IsCluster() {
+		for _, tag := range redisstore.ClusterSpreadTags() {
+			keys = append(keys, instanceKey+":{"+tag+"}")
+		}
+	}
+	return keys
+}
+
 // markerKey is where the marker of the store named id lives in Caddy's
 // storage.
 func markerKey(id string) string {
@@ -115,7 +131,7 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 	place := markerPlace(storage, key)
 	raw, err := storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
-		return recordStore(ctx, storage, st, key, place, desc, now)
+		return recordStore(ctx, storage, st, sc.instanceKeys(), key, place, desc, now)
 	}
 	if err != nil {
 		return "", fmt.Errorf("twostep: reading the marker of the %s from Caddy's storage (%s): %w", desc, place, err)
@@ -124,29 +140,40 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 	if err := json.Unmarshal(raw, &m); err != nil || !validInstance(m.Instance) {
 		return "", fmt.Errorf("twostep: the marker of the %s in Caddy's storage (%s) is damaged; remove it to accept the store as it is now", desc, place)
 	}
-	got, err := st.Get(ctx, instanceKey, now)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return "", fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
-	}
-	if string(got) != m.Instance {
-		return "", replacedError(desc, place, m, got == nil)
+	for _, k := range sc.instanceKeys() {
+		got, err := st.Get(ctx, k, now)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
+		}
+		if string(got) != m.Instance {
+			return "", replacedError(desc, place, m, got == nil)
+		}
 	}
 	return m.Instance, nil
 }
 
 // recordStore writes the first marker of a store, creating its instance
 // record if it has none.
-func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store, key, place, desc string, now time.Time) (string, error) {
+func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store, keys []string, key, place, desc string, now time.Time) (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	v, _, err := st.PutIfAbsent(ctx, instanceKey, []byte(hex.EncodeToString(b)), 0, now)
+	v, _, err := st.PutIfAbsent(ctx, keys[0], []byte(hex.EncodeToString(b)), 0, now)
 	if err != nil {
 		return "", fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
 	}
 	if !validInstance(string(v)) {
-		return "", fmt.Errorf("twostep: the %s's instance record (%s) is damaged", desc, instanceKey)
+		return "", fmt.Errorf("twostep: the %s's instance record (%s) is damaged", desc, keys[0])
+	}
+	for _, k := range keys[1:] {
+		copied, _, err := st.PutIfAbsent(ctx, k, v, 0, now)
+		if err != nil {
+			return "", fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
+		}
+		if string(copied) != string(v) {
+			return "", fmt.Errorf("twostep: the %s's instance records disagree (%s); restore the store from a backup", desc, k)
+		}
 	}
 	m, _ := json.Marshal(storeMarker{Instance: string(v), Store: desc, FirstSeen: now.UTC().Truncate(time.Second)})
 	if err := storage.Store(ctx, key, m); err != nil {
@@ -166,17 +193,20 @@ func replacedError(desc, place string, m storeMarker, missing bool) error {
 		errStoreReplaced, desc, what, m.FirstSeen.Format("2006-01-02 15:04 MST"), place)
 }
 
-// checkInstance reports errStoreReplaced when s no longer holds want.
-func checkInstance(ctx context.Context, s store.Store, want string) error {
-	got, err := s.Get(ctx, instanceKey, time.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("%w: its instance record is missing", errStoreReplaced)
-	}
-	if err != nil {
-		return err
-	}
-	if string(got) != want {
-		return fmt.Errorf("%w: it holds another instance record", errStoreReplaced)
+// checkInstance reports errStoreReplaced when s no longer holds want under
+// every one of keys.
+func checkInstance(ctx context.Context, s store.Store, want string, keys []string) error {
+	for _, k := range keys {
+		got, err := s.Get(ctx, k, time.Now())
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: its instance record %s is missing", errStoreReplaced, k)
+		}
+		if err != nil {
+			return err
+		}
+		if string(got) != want {
+			return fmt.Errorf("%w: %s holds another instance record", errStoreReplaced, k)
+		}
 	}
 	return nil
 }

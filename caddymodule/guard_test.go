@@ -287,3 +287,60 @@ func TestStoreHealthPendingGuard(t *testing.T) {
 		})
 	}
 }
+
+// On a Redis Cluster the instance record has a copy under every spread
+// tag (one per slot range): a master that loses its data alone takes some
+// copies with it and the store is refused. (The store here is a bolt file
+// standing in for the cluster: the keys are the same; that the tags land
+// on every master is tested against a real cluster in the redis package.)
+func TestGuardStoreClusterCopies(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	dir := t.TempDir()
+	storage := &certmagic.FileStorage{Path: filepath.Join(dir, "caddy")}
+	sc := &StoreConfig{Type: "redis", Addrs: []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}}
+	keys := sc.instanceKeys()
+	if len(keys) != 1+redisstore.SpreadTags || keys[0] != instanceKey {
+		t.Fatalf("cluster keys %q", keys)
+	}
+	if single := (&StoreConfig{Type: "redis", Addrs: []string{"127.0.0.1:7001"}}).instanceKeys(); len(single) != 1 {
+		t.Fatalf("one server: %q", single)
+	}
+	if sentinel := (&StoreConfig{Type: "redis", Addrs: []string{"127.0.0.1:7001", "127.0.0.1:7002"}, MasterName: "m"}).instanceKeys(); len(sentinel) != 1 {
+		t.Fatalf("sentinel: %q", sentinel)
+	}
+	db := openBolt(t, filepath.Join(dir, "s.db"))
+	id, err := guardStore(ctx, storage, db, sc, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if v, err := db.Get(ctx, k, now); err != nil || string(v) != id {
+			t.Fatalf("%s: %q %v", k, v, err)
+		}
+	}
+	h := &storeHealth{keys: keys}
+	h.expect(id)
+	if err := h.check(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	// One master's slots lose their data.
+	lost := keys[5]
+	if err := db.Delete(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.check(ctx, db); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), lost) {
+		t.Fatalf("running check after losing %s: %v", lost, err)
+	}
+	if _, err := guardStore(ctx, storage, db, sc, now); !errors.Is(err, errStoreReplaced) {
+		t.Fatalf("start after losing %s: %v", lost, err)
+	}
+	// A copy that disagrees: refused when recording too (a new node).
+	if err := db.Put(ctx, lost, []byte(strings.Repeat("e", 32)), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	other := &certmagic.FileStorage{Path: filepath.Join(dir, "other-node")}
+	if _, err := guardStore(ctx, other, db, sc, now); err == nil || !strings.Contains(err.Error(), "disagree") {
+		t.Fatalf("new node on disagreeing copies: %v", err)
+	}
+}

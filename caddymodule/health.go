@@ -22,6 +22,9 @@ type storeHealth struct {
 	state atomic.Int32 // healthUp, healthUnreachable or healthReplaced
 	// instance is the store's instance id once the guard has checked it.
 	instance atomic.Pointer[string]
+	// keys hold the instance record (set before the watch starts); none
+	// means instanceKey alone.
+	keys []string
 	// guard, while the store could not be checked at start, is tried at
 	// every ping until it can be (the store reads as down meanwhile).
 	guard atomic.Pointer[guardFunc]
@@ -84,7 +87,11 @@ func (h *storeHealth) check(ctx context.Context, s store.Store) error {
 		return nil
 	}
 	if want := h.instance.Load(); want != nil {
-		return checkInstance(ctx, s, *want)
+		keys := h.keys
+		if len(keys) == 0 {
+			keys = []string{instanceKey}
+		}
+		return checkInstance(ctx, s, *want, keys)
 	}
 	return nil
 }
