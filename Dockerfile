@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t twostep .
-# Run:   docker run -p 8080:8080 -v twostep-data:/data -v $PWD/Caddyfile:/etc/caddy/Caddyfile:ro -v $PWD/users.yml:/etc/twostep/users.yml:ro twostep
+# Run:   docker run -p 8080:8080 -v twostep-data:/data -v $PWD/users:/etc/twostep:ro -e UPSTREAM=app:3000 twostep
+#        (users/ holds users.yml; see README, Operations: Docker)
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./

@@ -139,12 +139,10 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sidecarSignIn: browsers go to the portal (absolute URL), others get 401.
+// sidecarSignIn: browsers go to the portal page (absolute URL), others get
+// 401 with that page in Location, which a proxy that understands only 2xx,
+// 401 and 403 (nginx auth_request) can send browsers to.
 func (h *Handler) sidecarSignIn(w http.ResponseWriter, r *http.Request, code, page, ret string) {
-	if !recoveryui.WantsHTML(r.Header) {
-		recoveryui.WriteError(w, http.StatusUnauthorized, code, unauthorizedText(code))
-		return
-	}
 	base := h.portalU
 	if base == nil {
 		scheme := "http"
@@ -161,7 +159,11 @@ func (h *Handler) sidecarSignIn(w http.ResponseWriter, r *http.Request, code, pa
 		}
 		loc += sep + "return=" + url.QueryEscape(ret)
 	}
-	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", loc)
+	if !recoveryui.WantsHTML(r.Header) {
+		recoveryui.WriteError(w, http.StatusUnauthorized, code, unauthorizedText(code))
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusFound)
 }

@@ -44,6 +44,7 @@ http://localhost:9081 {
 		rule bypass path /public/*
 		rule deny path /internal/*
 		rule one_factor path /admin/* group admins
+		rule two_factor path /secure/*
 		default one_factor
 		%s
 	}
@@ -211,6 +212,27 @@ func TestSidecarHeaders(t *testing.T) {
 		wantStatus(t, c.get(verify, append(fw, "X-Forwarded-Uri", "/internal/x")...), http.StatusForbidden)
 		wantError(t, c.get(verify, append(fw, "X-Forwarded-Uri", "/reports")...), http.StatusUnauthorized, "unauthenticated")
 		wantError(t, c.get(verify, append(fw, "X-Forwarded-Uri", "/public/..%2Finternal")...), http.StatusBadRequest, "invalid_path")
+	})
+	t.Run("nginx: the 401 says where to send the browser", func(t *testing.T) {
+		// nginx's auth_request passes on only 2xx, 401 and 403, so its
+		// recipe asks for the API answer and redirects to its Location.
+		orig := "http://localhost:9081/secure/x?a=b&c=d" // http: the session cookie is the plain one
+		nginx := []string{"X-Original-URL", orig, "X-Original-Method", "GET", "Accept", "application/json"}
+		r := c.get(verify, nginx...)
+		wantError(t, r, http.StatusUnauthorized, "unauthenticated")
+		if got, want := r.Header.Get("Location"), sidecar+"/.twostep/login?return="+url.QueryEscape(orig); got != want {
+			t.Fatalf("stranger: Location %q, want %q", got, want)
+		}
+		// Signed in with the password only, on a two_factor route: the
+		// sign-in page would send the browser straight back (a loop);
+		// Location names the enrolment page instead.
+		s := newClient(t)
+		wantStatus(t, s.do(http.MethodPost, sidecar+"/.twostep/api/login", strings.NewReader(`{"username":"bob","password":"`+bobPassword+`"}`), "Content-Type", "application/json"), http.StatusOK)
+		r = s.get(verify, nginx...)
+		wantError(t, r, http.StatusUnauthorized, "enrollment_required")
+		if got, want := r.Header.Get("Location"), sidecar+"/.twostep/settings?enroll=1&return="+url.QueryEscape(orig); got != want {
+			t.Fatalf("one factor on two_factor: Location %q, want %q", got, want)
+		}
 	})
 	t.Run("signed in: 200 with Remote-* headers", func(t *testing.T) {
 		s := newClient(t)
