@@ -149,13 +149,13 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 		// allow_unknown_users.
 		Groups: id.Groups, MFA: id.MFA, AuthTime: id.AuthTime, AllowUnknown: !id.Known,
 	}, env.Client)
-	if errors.Is(err, account.ErrInvalidCredentials) {
+	if errors.Is(err, account.ErrInvalidCredentials) || errors.Is(err, account.ErrAccountLinked) {
+		// One answer for an unknown or disabled user and for a name that
+		// another provider account owns: the page must not tell which
+		// names exist here. The log says which (an operator frees a name
+		// whose provider account was re-created with reset-2sv).
+		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.String("user", id.Username), zap.Error(err))
 		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account ("+id.Username+") has no access to this site.")
-		return
-	}
-	if errors.Is(err, account.ErrAccountLinked) {
-		p.renderLogin(w, r, env, ret, http.StatusForbidden, "The user name "+id.Username+" belongs to another "+providerTitle(pr)+
-			" account here. If your account there was re-created, ask an administrator to reset two-step verification for "+id.Username+".")
 		return
 	}
 	if err != nil {

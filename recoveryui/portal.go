@@ -160,6 +160,7 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		setSecurityHeaders(w.Header(), p.CookieDomain, extra...)
 	}
 	env := p.env(r)
+	setTransportSecurity(w.Header(), env.Secure)
 	if c, err := r.Cookie(DeviceCookieName(env.Secure, p.CookieDomain)); err == nil {
 		env.Client.Device = c.Value
 	}
@@ -256,6 +257,15 @@ func setSecurityHeaders(h http.Header, cookieDomain string, formTargets ...strin
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 
+// setTransportSecurity asks browsers that reached the portal over HTTPS to
+// use nothing else for a year (HSTS; REQ-88): a sign-in page that can be
+// downgraded to HTTP gives its password away.
+func setTransportSecurity(h http.Header, secure bool) {
+	if secure {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+}
+
 // sameOrigin applies SPEC §4: a state-changing request is the site's own
 // when Sec-Fetch-Site is same-origin or none (same-site only with a cookie
 // domain, and then an Origin header must be under it), or, from clients
@@ -331,10 +341,9 @@ func (p *Portal) safeReturn(r *http.Request, env Env, raw string) string {
 
 // --- cookies ---
 
-// cookie sets one of the portal's long-lived cookies (session, device):
-// HttpOnly, SameSite=Lax, Secure on HTTPS, shared under the cookie domain.
-// A zero expiry deletes it.
-func (p *Portal) cookie(w http.ResponseWriter, env Env, name, value string, expires time.Time) {
+// newCookie is one of the portal's cookies (session, device): HttpOnly,
+// SameSite=Lax, Secure on HTTPS, shared under the cookie domain.
+func (p *Portal) newCookie(env Env, name, value string) *http.Cookie {
 	c := &http.Cookie{
 		Name:     name,
 		Value:    value,
@@ -342,19 +351,33 @@ func (p *Portal) cookie(w http.ResponseWriter, env Env, name, value string, expi
 		HttpOnly: true,
 		Secure:   env.Secure,
 		SameSite: http.SameSiteLaxMode,
-		Expires:  expires,
-	}
-	if expires.IsZero() {
-		c.MaxAge = -1
 	}
 	if p.CookieDomain != "" {
 		c.Domain = p.CookieDomain
 	}
+	return c
+}
+
+// cookie sets a cookie kept until expires; a zero expiry deletes it.
+func (p *Portal) cookie(w http.ResponseWriter, env Env, name, value string, expires time.Time) {
+	c := p.newCookie(env, name, value)
+	c.Expires = expires
+	if expires.IsZero() {
+		c.MaxAge = -1
+	}
 	http.SetCookie(w, c)
 }
 
+// setSession sets the session cookie as a browser-session cookie (no
+// Expires; REQ-48): the server ends the session at its idle timeout and
+// lifetime, and closing the browser ends it there; only a trusted device
+// outlives a browser restart. A zero expires deletes it.
 func (p *Portal) setSession(w http.ResponseWriter, env Env, token string, expires time.Time) {
-	p.cookie(w, env, SessionCookieName(env.Secure, p.CookieDomain), token, expires)
+	c := p.newCookie(env, SessionCookieName(env.Secure, p.CookieDomain), token)
+	if expires.IsZero() {
+		c.MaxAge = -1
+	}
+	http.SetCookie(w, c)
 }
 
 func (p *Portal) setDevice(w http.ResponseWriter, env Env, token string, expires time.Time) {
@@ -663,6 +686,7 @@ func (p *Portal) resolve(ctx context.Context, r *http.Request, env Env) (*accoun
 // the portal's security headers.
 func (p *Portal) RenderError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
 	setSecurityHeaders(w.Header(), p.CookieDomain)
+	setTransportSecurity(w.Header(), p.env(r).Secure)
 	p.fail(w, r, status, code, message)
 }
 

@@ -155,3 +155,44 @@ func FuzzWantsHTML(f *testing.F) {
 		}
 	})
 }
+
+// The session cookie is a browser-session cookie (REQ-48): no Expires or
+// Max-Age, so closing the browser ends it; the trusted-device cookie is
+// the one that outlives a restart. Deleting either sets Max-Age=0.
+func TestSessionCookieLifetime(t *testing.T) {
+	p := &Portal{}
+	for _, secure := range []bool{false, true} {
+		w := httptest.NewRecorder()
+		p.setSession(w, Env{Secure: secure}, "tok", time.Now().Add(12*time.Hour))
+		p.setDevice(w, Env{Secure: secure}, "dev", time.Now().Add(30*24*time.Hour))
+		set := w.Header().Values("Set-Cookie")
+		if len(set) != 2 {
+			t.Fatalf("Set-Cookie %q", set)
+		}
+		if strings.Contains(set[0], "Expires=") || strings.Contains(set[0], "Max-Age") || !strings.HasPrefix(set[0], SessionCookieName(secure, "")+"=tok") {
+			t.Errorf("session cookie (secure %v): %q, want no Expires or Max-Age", secure, set[0])
+		}
+		if !strings.Contains(set[1], "Expires=") {
+			t.Errorf("device cookie (secure %v): %q, want an Expires", secure, set[1])
+		}
+		w = httptest.NewRecorder()
+		p.setSession(w, Env{Secure: secure}, "", time.Time{})
+		if got := w.Header().Get("Set-Cookie"); !strings.Contains(got, "Max-Age=0") {
+			t.Errorf("deleting the session cookie: %q", got)
+		}
+	}
+}
+
+// Pages reached over HTTPS ask the browser to stay on HTTPS (HSTS,
+// REQ-88); over plain HTTP the header would be ignored and is not sent.
+func TestTransportSecurity(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		p := &Portal{Env: func(*http.Request) Env { return Env{Secure: secure} }}
+		w := httptest.NewRecorder()
+		p.RenderError(w, httptest.NewRequest(http.MethodGet, "/app", nil), http.StatusForbidden, "forbidden", "no")
+		got := w.Header().Get("Strict-Transport-Security")
+		if secure && got != "max-age=31536000" || !secure && got != "" {
+			t.Errorf("secure %v: Strict-Transport-Security %q", secure, got)
+		}
+	}
+}
