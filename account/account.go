@@ -117,6 +117,11 @@ type Config struct {
 	// Providers names the configured identity providers (oidc blocks), so
 	// that reset-2sv can free a user's links to them.
 	Providers []string
+	// StoreIntact, when set, is asked before a sign-in goes on without a
+	// second factor (the user has none in the store): a store that lost
+	// its records reads as "two-step off", and an error here answers 503
+	// instead.
+	StoreIntact func(context.Context) error
 }
 
 // maxHashWait bounds how long a sign-in waits for a free password-hash

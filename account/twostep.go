@@ -259,9 +259,15 @@ func (s *Service) stateAfterPassword(ctx context.Context, u *users.User) (store.
 	if err != nil {
 		return store.StateNone, err
 	}
-	switch {
-	case s.enabled(u, r):
+	if s.enabled(u, r) {
 		return store.StateSecondFactor, nil
+	}
+	if s.cfg.StoreIntact != nil {
+		if err := s.cfg.StoreIntact(ctx); err != nil {
+			return store.StateNone, &UnavailableError{err}
+		}
+	}
+	switch {
 	case s.cfg.TwoStepRequired:
 		return store.StateEnrollment, nil
 	}

@@ -623,3 +623,34 @@ func TestVerifyTwiceIsNotAFailure(t *testing.T) {
 		t.Fatalf("the used code from another session: %v, want a plain ErrInvalidCode", err)
 	}
 }
+
+// A sign-in that would go on without a second factor first asks whether
+// the store is intact: a store that lost its records reads as "two-step
+// off" for everyone. Users with a method in the store are not asked.
+func TestSignInAsksStoreIntact(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t) // bob: two-step on
+	var asked int
+	lost := errors.New("the store was emptied")
+	e.svc.cfg.StoreIntact = func(context.Context) error { asked++; return lost }
+
+	_, err := e.svc.SignIn(ctx, "alice", "alice-password", ip1)
+	var ue *UnavailableError
+	if !errors.As(err, &ue) || !errors.Is(err, lost) || asked != 1 {
+		t.Fatalf("alice (two-step off) on a store in doubt: %v (asked %d)", err, asked)
+	}
+	res, err := e.svc.SignIn(ctx, "bob", "bob-password", ip1)
+	if err != nil || res.Session.State != store.StateSecondFactor || asked != 1 {
+		t.Fatalf("bob (two-step on): %v %+v (asked %d)", err, res, asked)
+	}
+	e.svc.cfg.TwoStepRequired = true // enrolment on the password alone is refused too
+	if _, err := e.svc.SignIn(ctx, "alice", "alice-password", ip1); !errors.Is(err, lost) || asked != 2 {
+		t.Fatalf("alice under two_step required: %v (asked %d)", err, asked)
+	}
+	e.svc.cfg.TwoStepRequired = false
+	e.svc.cfg.StoreIntact = func(context.Context) error { asked++; return nil }
+	if res, err := e.svc.SignIn(ctx, "alice", "alice-password", ip1); err != nil || res.Session.State != store.StateOneFactor {
+		t.Fatalf("alice on an intact store: %v", err)
+	}
+}

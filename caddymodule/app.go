@@ -635,6 +635,7 @@ func (a *App) Start() error {
 		TrustedDeviceLifetime: time.Duration(a.TrustedDevice.Lifetime),
 		Recovery:              a.recoveryConfig(),
 		Providers:             a.providerNames(),
+		StoreIntact:           st.health.intact(st),
 	}, st, a.users, nil, a.logger)
 	if err == nil {
 		svc.SetTOTP(a.TOTP.Issuer, *a.TOTP.Skew)

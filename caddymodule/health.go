@@ -87,13 +87,32 @@ func (h *storeHealth) check(ctx context.Context, s store.Store) error {
 		return nil
 	}
 	if want := h.instance.Load(); want != nil {
-		keys := h.keys
-		if len(keys) == 0 {
-			keys = []string{instanceKey}
-		}
-		return checkInstance(ctx, s, *want, keys)
+		return checkInstance(ctx, s, *want, h.instanceKeys())
 	}
 	return nil
+}
+
+func (h *storeHealth) instanceKeys() []string {
+	if len(h.keys) == 0 {
+		return []string{instanceKey}
+	}
+	return h.keys
+}
+
+// intact returns the check a sign-in without a second factor makes inline
+// (account.Config.StoreIntact): between a store losing its records and the
+// next ping, the password alone would otherwise let every user in.
+func (h *storeHealth) intact(s store.Store) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if h.Replaced() {
+			return errStoreReplaced
+		}
+		want := h.instance.Load()
+		if want == nil {
+			return errStoreUnread // not checked yet
+		}
+		return checkInstance(ctx, s, *want, h.instanceKeys())
+	}
 }
 
 // watch checks s every interval until ctx ends, logging each change.

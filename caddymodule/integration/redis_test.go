@@ -282,9 +282,12 @@ func TestRedisEmptiedIsRefused(t *testing.T) {
 	if out, err := exec.Command("redis-cli", "-p", strconv.Itoa(rs.port), "FLUSHALL").CombinedOutput(); err != nil {
 		t.Fatalf("FLUSHALL: %v %s", err, out)
 	}
+	// At once, not only from the next ping: the sign-in itself checks the
+	// store before it lets bob in on the password alone.
 	stranger := newClient(t)
-	eventually(t, 5*time.Second, "503 once the store is emptied", func() bool {
-		return a.post(t, stranger, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`).StatusCode == http.StatusServiceUnavailable
+	wantError(t, a.post(t, stranger, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`), http.StatusServiceUnavailable, "unavailable")
+	eventually(t, 5*time.Second, "503 for strangers once the ping sees it", func() bool {
+		return stranger.get(a.url+"/").StatusCode == http.StatusServiceUnavailable
 	})
 	wantError(t, stranger.get(a.url+"/"), http.StatusServiceUnavailable, "unavailable")
 	wantStatus(t, stranger.get(a.url+"/health"), http.StatusOK)
