@@ -95,8 +95,11 @@ func (sc *StoreConfig) instanceKeys() []string {
 // storage.
 func markerKey(id string) string {
 	sum := sha256.Sum256([]byte(id))
-	return "twostep/stores/" + hex.EncodeToString(sum[:16]) + ".json"
+	return markerDir + "/" + hex.EncodeToString(sum[:16]) + ".json"
 }
+
+// markerDir holds the markers in Caddy's storage.
+const markerDir = "twostep/stores"
 
 // markerPlace says where key is, as an operator would look for it.
 func markerPlace(storage certmagic.Storage, key string) string {
@@ -131,6 +134,9 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 	place := markerPlace(storage, key)
 	raw, err := storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
+		if err := checkNewStore(ctx, storage, st, key, desc, now); err != nil {
+			return "", err
+		}
 		return recordStore(ctx, storage, st, sc.instanceKeys(), key, place, desc, now)
 	}
 	if err != nil {
@@ -150,6 +156,41 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 		}
 	}
 	return m.Instance, nil
+}
+
+// checkNewStore refuses an empty store (no instance record) when this
+// server has used another store before: that is most likely the same
+// store, lost or written another way in the configuration (localhost for
+// 127.0.0.1, a relative path from another directory), not a new one.
+func checkNewStore(ctx context.Context, storage certmagic.Storage, st store.Store, key, desc string, now time.Time) error {
+	others, err := storage.List(ctx, markerDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("twostep: listing the store markers in Caddy's storage (%s): %w", markerPlace(storage, markerDir), err)
+	}
+	others = slices.DeleteFunc(others, func(k string) bool { return k == key || !strings.HasSuffix(k, ".json") })
+	if len(others) == 0 {
+		return nil
+	}
+	if _, err := st.Get(ctx, instanceKey, now); err == nil {
+		return nil // it holds records: a store moved or shared, not lost
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
+	}
+	slices.Sort(others)
+	prev := "another store"
+	if raw, err := storage.Load(ctx, others[0]); err == nil {
+		var m storeMarker
+		if json.Unmarshal(raw, &m) == nil && m.Store != "" {
+			prev = fmt.Sprintf("the %s, first used on %s", m.Store, m.FirstSeen.Format("2006-01-02 15:04 MST"))
+		}
+	}
+	return fmt.Errorf("twostep: %w: the %s is empty, and this server has used %s. "+
+		"If that store was lost, or this is it written another way, every user's two-step settings are gone with it and the password alone would sign them in. "+
+		"Restore the store from a backup or correct its address; or, to start afresh on this one, remove %s from Caddy's storage",
+		errStoreReplaced, desc, prev, markerPlace(storage, others[0]))
 }
 
 // recordStore writes the first marker of a store, creating its instance

@@ -344,3 +344,59 @@ func TestGuardStoreClusterCopies(t *testing.T) {
 		t.Fatalf("new node on disagreeing copies: %v", err)
 	}
 }
+
+// An empty store is refused when this server has used another store: it
+// is most likely the same one, lost, or written another way (a relative
+// path from another directory, localhost for 127.0.0.1).
+func TestGuardStoreEmptyAfterAnother(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	storage := &certmagic.FileStorage{Path: filepath.Join(dir, "caddy")}
+	first := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "a", "store.db")}
+	if err := os.MkdirAll(filepath.Join(dir, "a"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := openBolt(t, first.Path)
+	id, err := guardStore(ctx, storage, db, first, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same file name from another working directory: a new, empty file.
+	second := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "store.db")}
+	empty := openBolt(t, second.Path)
+	_, err = guardStore(ctx, storage, empty, second, now)
+	oldMarker := storage.Filename(markerKey("bolt:" + first.Path))
+	if !errors.Is(err, errStoreReplaced) {
+		t.Fatalf("empty store after another: %v", err)
+	}
+	for _, want := range []string{"is empty", "bolt store " + first.Path, "2026-12-01 10:00 UTC", "remove " + oldMarker} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+	if _, err := empty.Get(ctx, instanceKey, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("the refused store was written")
+	}
+	// A store moved with its records (it holds the instance): accepted.
+	if err := empty.Put(ctx, instanceKey, []byte(id), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := guardStore(ctx, storage, empty, second, now); err != nil || got != id {
+		t.Fatalf("moved store: %q %v", got, err)
+	}
+	// Starting afresh on purpose: remove the old marker.
+	third := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "fresh.db")}
+	fresh := openBolt(t, third.Path)
+	if _, err := guardStore(ctx, storage, fresh, third, now); !errors.Is(err, errStoreReplaced) {
+		t.Fatalf("empty store after two others: %v", err)
+	}
+	for _, m := range []string{oldMarker, storage.Filename(markerKey("bolt:" + second.Path))} {
+		if err := os.Remove(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := guardStore(ctx, storage, fresh, third, now); err != nil {
+		t.Fatalf("after removing the markers: %v", err)
+	}
+}

@@ -147,6 +147,7 @@ func (f *fixture) caddyfile(extraGlobal, rules string) string {
 	http_port 9080
 	https_port 9443
 	grace_period 1s
+	storage file_system %s
 	servers {
 		trusted_proxies static 127.0.0.1/32 ::1/128
 	}
@@ -171,8 +172,13 @@ http://localhost:9080 {
 		reverse_proxy %s
 	}
 }
-`, f.usersFile, filepath.Join(f.dir, "twostep.db"), extraGlobal, rules, f.echo.addr())
+`, f.storage(), f.usersFile, filepath.Join(f.dir, "twostep.db"), extraGlobal, rules, f.echo.addr())
 }
+
+// storage is the fixture's own Caddy storage (certificates and store
+// markers): another test's markers there would make its fresh store look
+// like a lost one.
+func (f *fixture) storage() string { return filepath.Join(f.dir, "caddy-data") }
 
 // start loads a fresh configuration with its own users file and store.
 func start(t *testing.T) *fixture {

@@ -119,7 +119,16 @@ http://localhost:%d {
 	return cmd
 }
 
+// startNode starts a node and waits until twostep answers a stranger on
+// a protected route (the HTTP server may listen before the twostep app
+// has started).
 func startNode(t *testing.T, bin, dir string, port int, redisAddr, usersFile string) *node {
+	t.Helper()
+	return startNodeUntil(t, bin, dir, port, redisAddr, usersFile, "/", http.StatusUnauthorized)
+}
+
+// startNodeUntil starts a node and waits until path answers status.
+func startNodeUntil(t *testing.T, bin, dir string, port int, redisAddr, usersFile, path string, status int) *node {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := nodeCommand(t, ctx, bin, dir, port, redisAddr, usersFile)
@@ -139,12 +148,12 @@ func startNode(t *testing.T, bin, dir string, port int, redisAddr, usersFile str
 		}
 	})
 	eventually(t, 20*time.Second, "node answers", func() bool {
-		res, err := http.Get(n.url + "/health")
+		res, err := http.Get(n.url + path)
 		if err != nil {
 			return false
 		}
 		res.Body.Close()
-		return res.StatusCode == http.StatusOK
+		return res.StatusCode == status
 	})
 	return n
 }
@@ -313,7 +322,8 @@ func TestRedisAfterCaddy(t *testing.T) {
 	dir := t.TempDir()
 	uf := filepath.Join(dir, "users.yml")
 	writeUsers(t, uf, alicePassword, false)
-	a := startNode(t, bin, dir, 9085, rs.addr(), uf)
+	a := startNodeUntil(t, bin, dir, 9085, rs.addr(), uf, "/health", http.StatusOK)
+	time.Sleep(500 * time.Millisecond) // the twostep app has started too
 	c := newClient(t)
 	wantError(t, c.get(a.url+"/"), http.StatusServiceUnavailable, "unavailable")
 	wantError(t, a.post(t, c, "/.twostep/api/login", `{"username":"bob","password":"`+bobPassword+`"}`), http.StatusServiceUnavailable, "unavailable")

@@ -32,6 +32,7 @@ func (f *fixture) sidecarCaddyfile(trusted bool, portal string) string {
 	http_port 9080
 	https_port 9443
 	grace_period 1s
+	storage file_system %s
 	%s
 	twostep {
 		users_file %s
@@ -50,7 +51,7 @@ http://localhost:9081 {
 	}
 	respond "sidecar" 404
 }
-`, tp, f.usersFile, filepath.Join(f.dir, "twostep.db"), portalLine)
+`, f.storage(), tp, f.usersFile, filepath.Join(f.dir, "twostep.db"), portalLine)
 }
 
 // buildCaddy builds this module's Caddy once per test binary run.
