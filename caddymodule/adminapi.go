@@ -89,6 +89,11 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if svc == nil {
 		return apiErr(http.StatusServiceUnavailable, "the twostep app is not running")
 	}
+	if app.storeReplaced() {
+		// Its answers would describe, and its writes land in, a store
+		// that is not this server's.
+		return apiErr(http.StatusServiceUnavailable, "the store was emptied or replaced (see the error log): restore it first")
+	}
 	if r.URL.Path == "/twostep/backup" {
 		return serveBackup(w, r, app)
 	}

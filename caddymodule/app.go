@@ -590,8 +590,12 @@ func (a *App) Start() error {
 		return fmt.Errorf("twostep: opening the %s store: %w", a.Store.Type, err)
 	}
 	st := val.(*pooledStore)
+	if id, desc, err := a.Store.identity(); err == nil {
+		about := desc + ", marker " + markerPlace(a.storage, markerKey(id))
+		st.health.about.Store(&about)
+	}
 	guard := func(ctx context.Context) (string, error) {
-		return guardStore(ctx, a.storage, st, a.Store, time.Now())
+		return guardStore(ctx, a.storage, st, a.Store, time.Now(), a.logger.Named("store"))
 	}
 	gctx, gcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	instance, err := guard(gctx)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 
 	"github.com/twostep-auth/twostep/internal/store"
 	redisstore "github.com/twostep-auth/twostep/internal/store/redis"
@@ -122,7 +123,7 @@ func validInstance(s string) bool {
 // node), it records the store's instance, creating it in a store that has
 // none. Any error refuses the store; one that is errStoreUnread may pass
 // once the store answers.
-func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, sc *StoreConfig, now time.Time) (string, error) {
+func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, sc *StoreConfig, now time.Time, log *zap.Logger) (string, error) {
 	if storage == nil {
 		return "", errors.New("twostep: Caddy has no storage to keep the store's marker in")
 	}
@@ -137,7 +138,7 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 		if err := checkNewStore(ctx, storage, st, key, desc, now); err != nil {
 			return "", err
 		}
-		return recordStore(ctx, storage, st, sc.instanceKeys(), key, place, desc, now)
+		return recordStore(ctx, storage, st, sc.instanceKeys(), key, place, desc, now, log)
 	}
 	if err != nil {
 		return "", fmt.Errorf("twostep: reading the marker of the %s from Caddy's storage (%s): %w", desc, place, err)
@@ -195,12 +196,12 @@ func checkNewStore(ctx context.Context, storage certmagic.Storage, st store.Stor
 
 // recordStore writes the first marker of a store, creating its instance
 // record if it has none.
-func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store, keys []string, key, place, desc string, now time.Time) (string, error) {
+func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store, keys []string, key, place, desc string, now time.Time, log *zap.Logger) (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	v, _, err := st.PutIfAbsent(ctx, keys[0], []byte(hex.EncodeToString(b)), 0, now)
+	v, created, err := st.PutIfAbsent(ctx, keys[0], []byte(hex.EncodeToString(b)), 0, now)
 	if err != nil {
 		return "", fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
 	}
@@ -220,18 +221,28 @@ func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store,
 	if err := storage.Store(ctx, key, m); err != nil {
 		return "", fmt.Errorf("twostep: writing the marker of the %s to Caddy's storage (%s): %w", desc, place, err)
 	}
+	if created {
+		// Loud, for alerts: on a store that held users before, this is
+		// where their two-step settings were lost (with the marker).
+		log.Warn("new store: no instance record, one was created (a first start; if the store held users before, their two-step settings are gone)",
+			zap.String("store", desc), zap.String("instance", string(v)), zap.String("marker", place))
+	} else {
+		log.Info("store recorded in Caddy's storage (a new node or data directory)",
+			zap.String("store", desc), zap.String("instance", string(v)), zap.String("marker", place))
+	}
 	return string(v), nil
 }
 
 func replacedError(desc, place string, m storeMarker, missing bool) error {
-	what := "holds another store's instance record"
+	first := m.FirstSeen.Format("2006-01-02 15:04 MST")
+	what := fmt.Sprintf("holds another store's instance record, not the one this server found there first (on %s)", first)
 	if missing {
-		what = "has lost its records (its instance record is missing)"
+		what = fmt.Sprintf("has lost its records (its instance record is missing) since this server first used it on %s", first)
 	}
-	return fmt.Errorf("twostep: %w: the %s %s, not the one this server first found there on %s. "+
+	return fmt.Errorf("twostep: %w: the %s %s. "+
 		"Users' two-step settings and trusted devices live in the store, so running on it would let every user sign in with the password alone. "+
-		"Restore the store from a backup; or, to start afresh and lose every user's two-step settings, remove %s from Caddy's storage",
-		errStoreReplaced, desc, what, m.FirstSeen.Format("2006-01-02 15:04 MST"), place)
+		"Restore the store from a backup; or, to start afresh and lose every user's two-step settings, remove %s from Caddy's storage and start Caddy again",
+		errStoreReplaced, desc, what, place)
 }
 
 // checkInstance reports errStoreReplaced when s no longer holds want under

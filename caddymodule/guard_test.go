@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
@@ -41,17 +42,23 @@ func TestGuardStore(t *testing.T) {
 	sc := &StoreConfig{Type: "bolt", Path: path}
 
 	db := openBolt(t, path)
-	first, err := guardStore(ctx, storage, db, sc, now)
+	core, logs := observer.New(zap.InfoLevel)
+	first, err := guardStore(ctx, storage, db, sc, now, zap.New(core))
 	if err != nil || !validInstance(first) {
 		t.Fatalf("first start: %q, %v", first, err)
 	}
-	again, err := guardStore(ctx, storage, db, sc, now.Add(time.Hour))
+	// Creating an instance record is said loudly (an alert on it catches
+	// a store lost together with its marker).
+	if w := logs.FilterLevelExact(zap.WarnLevel).FilterMessageSnippet("new store").All(); len(w) != 1 || w[0].ContextMap()["instance"] != first {
+		t.Fatalf("first start logged %v", logs.All())
+	}
+	again, err := guardStore(ctx, storage, db, sc, now.Add(time.Hour), zap.NewNop())
 	if err != nil || again != first {
 		t.Fatalf("same store again: %q, %v (want %q)", again, err, first)
 	}
 	// Spelled another way, it is the same file and the same marker.
 	other := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, ".", "twostep.db")}
-	if got, err := guardStore(ctx, storage, db, other, now); err != nil || got != first {
+	if got, err := guardStore(ctx, storage, db, other, now, zap.NewNop()); err != nil || got != first {
 		t.Fatalf("same file, other spelling: %q, %v", got, err)
 	}
 	db.Close()
@@ -61,7 +68,7 @@ func TestGuardStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	empty := openBolt(t, path)
-	_, err = guardStore(ctx, storage, empty, sc, now.Add(2*time.Hour))
+	_, err = guardStore(ctx, storage, empty, sc, now.Add(2*time.Hour), zap.NewNop())
 	if !errors.Is(err, errStoreReplaced) {
 		t.Fatalf("emptied store accepted: %v", err)
 	}
@@ -78,14 +85,14 @@ func TestGuardStore(t *testing.T) {
 	if err := empty.Put(ctx, instanceKey, []byte(strings.Repeat("ab", 16)), 0, now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := guardStore(ctx, storage, empty, sc, now); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "another store's") {
+	if _, err := guardStore(ctx, storage, empty, sc, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "another store's") {
 		t.Fatalf("another store's instance accepted: %v", err)
 	}
 	// Restored from a backup: accepted.
 	if err := empty.Put(ctx, instanceKey, []byte(first), 0, now); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := guardStore(ctx, storage, empty, sc, now); err != nil || got != first {
+	if got, err := guardStore(ctx, storage, empty, sc, now, zap.NewNop()); err != nil || got != first {
 		t.Fatalf("restored store: %q, %v", got, err)
 	}
 	// The operator starts afresh by removing the marker.
@@ -95,7 +102,7 @@ func TestGuardStore(t *testing.T) {
 	if err := os.Remove(marker); err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := guardStore(ctx, storage, empty, sc, now)
+	fresh, err := guardStore(ctx, storage, empty, sc, now, zap.NewNop())
 	if err != nil || fresh == first || !validInstance(fresh) {
 		t.Fatalf("after removing the marker: %q, %v", fresh, err)
 	}
@@ -142,13 +149,13 @@ func TestGuardStoreRefuses(t *testing.T) {
 			path := filepath.Join(dir, "s.db")
 			db := openBolt(t, path)
 			c.setup(t, storage, markerKey("bolt:"+path), db)
-			got, err := guardStore(ctx, storage, db, &StoreConfig{Type: "bolt", Path: path}, now)
+			got, err := guardStore(ctx, storage, db, &StoreConfig{Type: "bolt", Path: path}, now, zap.NewNop())
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %q, %v; want an error saying %q", got, err, c.want)
 			}
 		})
 	}
-	if _, err := guardStore(ctx, nil, nil, &StoreConfig{Type: "bolt", Path: "/x"}, now); err == nil {
+	if _, err := guardStore(ctx, nil, nil, &StoreConfig{Type: "bolt", Path: "/x"}, now, zap.NewNop()); err == nil {
 		t.Fatal("no storage accepted")
 	}
 }
@@ -310,7 +317,7 @@ func TestGuardStoreClusterCopies(t *testing.T) {
 		t.Fatalf("sentinel: %q", sentinel)
 	}
 	db := openBolt(t, filepath.Join(dir, "s.db"))
-	id, err := guardStore(ctx, storage, db, sc, now)
+	id, err := guardStore(ctx, storage, db, sc, now, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +339,7 @@ func TestGuardStoreClusterCopies(t *testing.T) {
 	if err := h.check(ctx, db); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), lost) {
 		t.Fatalf("running check after losing %s: %v", lost, err)
 	}
-	if _, err := guardStore(ctx, storage, db, sc, now); !errors.Is(err, errStoreReplaced) {
+	if _, err := guardStore(ctx, storage, db, sc, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) {
 		t.Fatalf("start after losing %s: %v", lost, err)
 	}
 	// A copy that disagrees: refused when recording too (a new node).
@@ -340,7 +347,7 @@ func TestGuardStoreClusterCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := &certmagic.FileStorage{Path: filepath.Join(dir, "other-node")}
-	if _, err := guardStore(ctx, other, db, sc, now); err == nil || !strings.Contains(err.Error(), "disagree") {
+	if _, err := guardStore(ctx, other, db, sc, now, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "disagree") {
 		t.Fatalf("new node on disagreeing copies: %v", err)
 	}
 }
@@ -358,14 +365,14 @@ func TestGuardStoreEmptyAfterAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openBolt(t, first.Path)
-	id, err := guardStore(ctx, storage, db, first, now)
+	id, err := guardStore(ctx, storage, db, first, now, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The same file name from another working directory: a new, empty file.
 	second := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "store.db")}
 	empty := openBolt(t, second.Path)
-	_, err = guardStore(ctx, storage, empty, second, now)
+	_, err = guardStore(ctx, storage, empty, second, now, zap.NewNop())
 	oldMarker := storage.Filename(markerKey("bolt:" + first.Path))
 	if !errors.Is(err, errStoreReplaced) {
 		t.Fatalf("empty store after another: %v", err)
@@ -382,13 +389,13 @@ func TestGuardStoreEmptyAfterAnother(t *testing.T) {
 	if err := empty.Put(ctx, instanceKey, []byte(id), 0, now); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := guardStore(ctx, storage, empty, second, now); err != nil || got != id {
+	if got, err := guardStore(ctx, storage, empty, second, now, zap.NewNop()); err != nil || got != id {
 		t.Fatalf("moved store: %q %v", got, err)
 	}
 	// Starting afresh on purpose: remove the old marker.
 	third := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "fresh.db")}
 	fresh := openBolt(t, third.Path)
-	if _, err := guardStore(ctx, storage, fresh, third, now); !errors.Is(err, errStoreReplaced) {
+	if _, err := guardStore(ctx, storage, fresh, third, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) {
 		t.Fatalf("empty store after two others: %v", err)
 	}
 	for _, m := range []string{oldMarker, storage.Filename(markerKey("bolt:" + second.Path))} {
@@ -396,7 +403,7 @@ func TestGuardStoreEmptyAfterAnother(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := guardStore(ctx, storage, fresh, third, now); err != nil {
+	if _, err := guardStore(ctx, storage, fresh, third, now, zap.NewNop()); err != nil {
 		t.Fatalf("after removing the markers: %v", err)
 	}
 }

@@ -25,6 +25,8 @@ type storeHealth struct {
 	// keys hold the instance record (set before the watch starts); none
 	// means instanceKey alone.
 	keys []string
+	// about names the store and its marker for the log.
+	about atomic.Pointer[string]
 	// guard, while the store could not be checked at start, is tried at
 	// every ping until it can be (the store reads as down meanwhile).
 	guard atomic.Pointer[guardFunc]
@@ -136,7 +138,13 @@ func (h *storeHealth) watch(ctx context.Context, s store.Store, interval time.Du
 		if was := h.state.Swap(state); was != state {
 			switch state {
 			case healthReplaced:
-				log.Error("store emptied or replaced: answering 503 until it is restored (see README, Operations)", zap.Error(err))
+				about := ""
+				if p := h.about.Load(); p != nil {
+					about = *p
+				}
+				log.Error("store emptied or replaced: answering 503 until it is restored from a backup; "+
+					"to start afresh instead (every user's two-step settings lost), remove the marker and start Caddy again (or caddy reload --force)",
+					zap.String("store", about), zap.Error(err))
 			case healthUnreachable:
 				log.Error("store unreachable: answering 503 until it is back", zap.Error(err))
 			default:
