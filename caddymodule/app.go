@@ -234,6 +234,11 @@ type StoreConfig struct {
 	Password string `json:"password,omitempty"`
 	// DB is the Redis database number.
 	DB int `json:"db,omitempty"`
+	// Instance pins the store's instance id (32 hex digits, logged when the
+	// store got it): a store that does not hold it is refused even where
+	// Caddy's storage has no marker yet, as on a new node or after losing
+	// Caddy's data directory. Unset, the marker alone decides.
+	Instance string `json:"instance,omitempty"`
 }
 
 // redisOptions turns the redis store settings into client options.
@@ -411,7 +416,7 @@ func (a *App) expandPlaceholders() {
 		*p = repl.ReplaceKnown(*p, "")
 	}
 	if a.Store != nil {
-		for _, p := range []*string{&a.Store.Path, &a.Store.URL, &a.Store.Username, &a.Store.Password, &a.Store.MasterName} {
+		for _, p := range []*string{&a.Store.Path, &a.Store.URL, &a.Store.Username, &a.Store.Password, &a.Store.MasterName, &a.Store.Instance} {
 			*p = repl.ReplaceKnown(*p, "")
 		}
 		for i := range a.Store.Addrs {
@@ -452,6 +457,9 @@ func (a *App) Validate() error {
 		}
 	default:
 		return fmt.Errorf("twostep: store: unknown type %q (want bolt or redis)", a.Store.Type)
+	}
+	if a.Store.Instance != "" && !validInstance(a.Store.Instance) {
+		return fmt.Errorf("twostep: store: instance %q: want the 32 hex digits the store was given (its log line \"new store\" names them)", a.Store.Instance)
 	}
 	if a.Secret != "" && len(a.Secret) < 32 {
 		return fmt.Errorf("twostep: secret is %d bytes long; it must be at least 32", len(a.Secret))

@@ -143,6 +143,17 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				if d.NextArg() {
 					return nil, d.ArgErr()
 				}
+				for nesting := d.Nesting(); d.NextBlock(nesting); {
+					if d.Val() != "instance" {
+						return nil, d.Errf("store bolt: unknown option %q (want instance)", d.Val())
+					}
+					if st.Instance != "" {
+						return nil, d.Err("store bolt: instance is set twice")
+					}
+					if err := oneArg(d, &st.Instance); err != nil {
+						return nil, err
+					}
+				}
 			case "redis":
 				if d.NextArg() {
 					st.URL = d.Val()
@@ -170,8 +181,10 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 						err = oneArg(d, &st.Password)
 					case "db":
 						st.DB, err = intArg(d, 0, 15)
+					case "instance":
+						err = oneArg(d, &st.Instance)
 					default:
-						return nil, d.Errf("store redis: unknown option %q (want addrs, master_name, username, password or db)", d.Val())
+						return nil, d.Errf("store redis: unknown option %q (want addrs, master_name, username, password, db or instance)", d.Val())
 					}
 					if err != nil {
 						return nil, err

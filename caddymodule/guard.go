@@ -133,6 +133,9 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 	}
 	key := markerKey(id)
 	place := markerPlace(storage, key)
+	if sc.Instance != "" {
+		return guardPinned(ctx, storage, st, sc, key, place, desc, now)
+	}
 	raw, err := storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := checkNewStore(ctx, storage, st, key, desc, now); err != nil {
@@ -157,6 +160,38 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 		}
 	}
 	return m.Instance, nil
+}
+
+// guardPinned checks st against the instance the configuration pins, and
+// records it as the store's marker.
+func guardPinned(ctx context.Context, storage certmagic.Storage, st store.Store, sc *StoreConfig, key, place, desc string, now time.Time) (string, error) {
+	for _, k := range sc.instanceKeys() {
+		got, err := st.Get(ctx, k, now)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
+		}
+		if string(got) != sc.Instance {
+			what := "holds another instance record"
+			if got == nil {
+				what = "has no instance record: it lost its records, or is not the store the configuration names"
+			}
+			return "", fmt.Errorf("twostep: %w: the %s %s, and the configuration pins instance %s. "+
+				"Users' two-step settings and trusted devices live in the store, so running on it would let every user sign in with the password alone. "+
+				"Restore the store from a backup; or, to start afresh and lose every user's two-step settings, remove the store's instance setting (and %s from Caddy's storage)",
+				errStoreReplaced, desc, what, sc.Instance, place)
+		}
+	}
+	if raw, err := storage.Load(ctx, key); err == nil {
+		var m storeMarker
+		if json.Unmarshal(raw, &m) == nil && m.Instance == sc.Instance {
+			return sc.Instance, nil
+		}
+	}
+	m, _ := json.Marshal(storeMarker{Instance: sc.Instance, Store: desc, FirstSeen: now.UTC().Truncate(time.Second)})
+	if err := storage.Store(ctx, key, m); err != nil {
+		return "", fmt.Errorf("twostep: writing the marker of the %s to Caddy's storage (%s): %w", desc, place, err)
+	}
+	return sc.Instance, nil
 }
 
 // checkNewStore refuses an empty store (no instance record) when this
@@ -224,7 +259,7 @@ func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store,
 	if created {
 		// Loud, for alerts: on a store that held users before, this is
 		// where their two-step settings were lost (with the marker).
-		log.Warn("new store: no instance record, one was created (a first start; if the store held users before, their two-step settings are gone)",
+		log.Warn("new store: no instance record, one was created (a first start; if the store held users before, their two-step settings are gone; pin it with the store's instance setting)",
 			zap.String("store", desc), zap.String("instance", string(v)), zap.String("marker", place))
 	} else {
 		log.Info("store recorded in Caddy's storage (a new node or data directory)",

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -405,5 +408,81 @@ func TestGuardStoreEmptyAfterAnother(t *testing.T) {
 	}
 	if _, err := guardStore(ctx, storage, fresh, third, now, zap.NewNop()); err != nil {
 		t.Fatalf("after removing the markers: %v", err)
+	}
+}
+
+// A pinned instance catches what the marker cannot: a store lost together
+// with Caddy's data directory, or a new node on a Redis that lost its data.
+func TestGuardStorePinned(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.db")
+	db := openBolt(t, path)
+	id, err := guardStore(ctx, &certmagic.FileStorage{Path: filepath.Join(dir, "first")}, db, &StoreConfig{Type: "bolt", Path: path}, now, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := &StoreConfig{Type: "bolt", Path: path, Instance: id}
+	// A new data directory (no marker): the pin says this is the store.
+	fresh := &certmagic.FileStorage{Path: filepath.Join(dir, "new-node")}
+	if got, err := guardStore(ctx, fresh, db, pinned, now, zap.NewNop()); err != nil || got != id {
+		t.Fatalf("pinned, new data directory: %q %v", got, err)
+	}
+	if _, err := os.Stat(fresh.Filename(markerKey("bolt:" + path))); err != nil {
+		t.Fatalf("no marker recorded: %v", err)
+	}
+	// Store and data directory lost together.
+	db.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	empty := openBolt(t, path)
+	lostToo := &certmagic.FileStorage{Path: filepath.Join(dir, "lost-too")}
+	_, err = guardStore(ctx, lostToo, empty, pinned, now, zap.NewNop())
+	if !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "pins instance "+id) || !strings.Contains(err.Error(), "has no instance record") {
+		t.Fatalf("pinned, store lost with the data directory: %v", err)
+	}
+	if _, err := empty.Get(ctx, instanceKey, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("a refused store was given an instance record")
+	}
+	if err := empty.Put(ctx, instanceKey, []byte(strings.Repeat("c", 32)), 0, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := guardStore(ctx, lostToo, empty, pinned, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "holds another instance record") {
+		t.Fatalf("pinned, another store: %v", err)
+	}
+}
+
+func TestStoreInstanceConfig(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef"
+	for _, c := range []struct {
+		name, store, want string
+	}{
+		{"bolt", "store bolt /var/lib/t.db {\n\t\t\tinstance " + id + "\n\t\t}", id},
+		{"redis", "store redis {\n\t\t\taddrs 10.0.0.1:6379\n\t\t\tinstance " + id + "\n\t\t}", id},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser("twostep {\n\t\tusers_file u.yml\n\t\t" + c.store + "\n\t}")
+			v, err := parseGlobal(d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var app App
+			if err := json.Unmarshal(v.(httpcaddyfile.App).Value, &app); err != nil {
+				t.Fatal(err)
+			}
+			if app.Store == nil || app.Store.Instance != c.want {
+				t.Fatalf("store %+v", app.Store)
+			}
+		})
+	}
+	d := caddyfile.NewTestDispenser("twostep {\n\t\tusers_file u.yml\n\t\tstore bolt {\n\t\t\tinstance a\n\t\t\tinstance b\n\t\t}\n\t}")
+	if _, err := parseGlobal(d, nil); err == nil || !strings.Contains(err.Error(), "set twice") {
+		t.Fatalf("instance twice: %v", err)
+	}
+	a := &App{UsersFile: "u.yml", Store: &StoreConfig{Type: "bolt", Path: "/x.db", Instance: "not-hex"}}
+	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "instance \"not-hex\"") {
+		t.Fatalf("bad instance: %v", err)
 	}
 }
