@@ -615,7 +615,7 @@ func (a *App) Start() error {
 		// Unreachable for now (Redis starting after Caddy): start, and
 		// answer 503 until the store can be checked.
 		a.logger.Error("store not checked yet: answering 503 until it answers", zap.Error(err))
-		st.health.pending(guard)
+		st.health.pending(guard, a.Store.Instance)
 	default:
 		_, _ = stores.Delete(a.poolKey)
 		return err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -165,12 +166,13 @@ func guardStore(ctx context.Context, storage certmagic.Storage, st store.Store, 
 // guardPinned checks st against the instance the configuration pins, and
 // records it as the store's marker.
 func guardPinned(ctx context.Context, storage certmagic.Storage, st store.Store, sc *StoreConfig, key, place, desc string, now time.Time) (string, error) {
+	pin := strings.ToLower(sc.Instance) // hex, as the store holds it
 	for _, k := range sc.instanceKeys() {
 		got, err := st.Get(ctx, k, now)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return "", fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
 		}
-		if string(got) != sc.Instance {
+		if string(got) != pin {
 			what := "holds another instance record"
 			if got == nil {
 				what = "has no instance record: it lost its records, or is not the store the configuration names"
@@ -178,20 +180,20 @@ func guardPinned(ctx context.Context, storage certmagic.Storage, st store.Store,
 			return "", fmt.Errorf("twostep: %w: the %s %s, and the configuration pins instance %s. "+
 				"Users' two-step settings and trusted devices live in the store, so running on it would let every user sign in with the password alone. "+
 				"Restore the store from a backup; or, to start afresh and lose every user's two-step settings, remove the store's instance setting (and %s from Caddy's storage)",
-				errStoreReplaced, desc, what, sc.Instance, place)
+				errStoreReplaced, desc, what, pin, place)
 		}
 	}
 	if raw, err := storage.Load(ctx, key); err == nil {
 		var m storeMarker
-		if json.Unmarshal(raw, &m) == nil && m.Instance == sc.Instance {
-			return sc.Instance, nil
+		if json.Unmarshal(raw, &m) == nil && m.Instance == pin {
+			return pin, nil
 		}
 	}
-	m, _ := json.Marshal(storeMarker{Instance: sc.Instance, Store: desc, FirstSeen: now.UTC().Truncate(time.Second)})
+	m, _ := json.Marshal(storeMarker{Instance: pin, Store: desc, FirstSeen: now.UTC().Truncate(time.Second)})
 	if err := storage.Store(ctx, key, m); err != nil {
 		return "", fmt.Errorf("twostep: writing the marker of the %s to Caddy's storage (%s): %w", desc, place, err)
 	}
-	return sc.Instance, nil
+	return pin, nil
 }
 
 // checkNewStore refuses an empty store (no instance record) when this
@@ -199,14 +201,10 @@ func guardPinned(ctx context.Context, storage certmagic.Storage, st store.Store,
 // store, lost or written another way in the configuration (localhost for
 // 127.0.0.1, a relative path from another directory), not a new one.
 func checkNewStore(ctx context.Context, storage certmagic.Storage, st store.Store, key, desc string, now time.Time) error {
-	others, err := storage.List(ctx, markerDir, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	others, err := otherMarkers(ctx, storage, key)
 	if err != nil {
-		return fmt.Errorf("twostep: listing the store markers in Caddy's storage (%s): %w", markerPlace(storage, markerDir), err)
+		return err
 	}
-	others = slices.DeleteFunc(others, func(k string) bool { return k == key || !strings.HasSuffix(k, ".json") })
 	if len(others) == 0 {
 		return nil
 	}
@@ -215,7 +213,6 @@ func checkNewStore(ctx context.Context, storage certmagic.Storage, st store.Stor
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
 	}
-	slices.Sort(others)
 	prev := "another store"
 	if raw, err := storage.Load(ctx, others[0]); err == nil {
 		var m storeMarker
@@ -227,6 +224,43 @@ func checkNewStore(ctx context.Context, storage certmagic.Storage, st store.Stor
 		"If that store was lost, or this is it written another way, every user's two-step settings are gone with it and the password alone would sign them in. "+
 		"Restore the store from a backup or correct its address; or, to start afresh on this one, remove %s from Caddy's storage",
 		errStoreReplaced, desc, prev, markerPlace(storage, others[0]))
+}
+
+// lastUsedKey names, in Caddy's storage, the marker of the store recorded
+// last: read with Load, which every storage module implements alike, where
+// listing differs between them (object stores list "directories" as
+// prefixes).
+const lastUsedKey = markerDir + "/last-used"
+
+// otherMarkers returns the keys of the markers of stores other than the
+// one at key that are still in Caddy's storage, the last one recorded
+// first. Any error but "none" refuses.
+func otherMarkers(ctx context.Context, storage certmagic.Storage, key string) ([]string, error) {
+	var others []string
+	raw, err := storage.Load(ctx, lastUsedKey)
+	switch {
+	case err == nil:
+		if k := strings.TrimSpace(string(raw)); k != key && strings.HasPrefix(k, markerDir+"/") {
+			if _, err := storage.Load(ctx, k); err == nil {
+				others = append(others, k)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("twostep: reading a store marker from Caddy's storage (%s): %w", markerPlace(storage, k), err)
+			}
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("twostep: reading %s from Caddy's storage: %w", markerPlace(storage, lastUsedKey), err)
+	}
+	listed, err := storage.List(ctx, markerDir, true)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("twostep: listing the store markers in Caddy's storage (%s): %w", markerPlace(storage, markerDir), err)
+	}
+	slices.Sort(listed)
+	for _, k := range listed {
+		if path.Base(k) != path.Base(key) && strings.HasSuffix(k, ".json") && !slices.Contains(others, k) {
+			others = append(others, k)
+		}
+	}
+	return others, nil
 }
 
 // recordStore writes the first marker of a store, creating its instance
@@ -243,29 +277,75 @@ func recordStore(ctx context.Context, storage certmagic.Storage, st store.Store,
 	if !validInstance(string(v)) {
 		return "", fmt.Errorf("twostep: the %s's instance record (%s) is damaged", desc, keys[0])
 	}
-	for _, k := range keys[1:] {
-		copied, _, err := st.PutIfAbsent(ctx, k, v, 0, now)
-		if err != nil {
-			return "", fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
-		}
-		if string(copied) != string(v) {
-			return "", fmt.Errorf("twostep: the %s's instance records disagree (%s); restore the store from a backup", desc, k)
+	if created {
+		// Loud, for alerts, and before anything else can fail: on a store
+		// that held users before, this is where their two-step settings
+		// were lost (with the marker).
+		log.Warn("new store: no instance record, one was created (a first start; if the store held users before, their two-step settings are gone; pin it with the store's instance setting)",
+			zap.String("store", desc), zap.String("instance", string(v)), zap.String("marker", place))
+	}
+	if len(keys) > 1 {
+		if err := copyInstance(ctx, st, keys, v, created, desc, now); err != nil {
+			return "", err
 		}
 	}
 	m, _ := json.Marshal(storeMarker{Instance: string(v), Store: desc, FirstSeen: now.UTC().Truncate(time.Second)})
 	if err := storage.Store(ctx, key, m); err != nil {
 		return "", fmt.Errorf("twostep: writing the marker of the %s to Caddy's storage (%s): %w", desc, place, err)
 	}
-	if created {
-		// Loud, for alerts: on a store that held users before, this is
-		// where their two-step settings were lost (with the marker).
-		log.Warn("new store: no instance record, one was created (a first start; if the store held users before, their two-step settings are gone; pin it with the store's instance setting)",
-			zap.String("store", desc), zap.String("instance", string(v)), zap.String("marker", place))
-	} else {
+	if err := storage.Store(ctx, lastUsedKey, []byte(key)); err != nil {
+		return "", fmt.Errorf("twostep: writing %s to Caddy's storage: %w", markerPlace(storage, lastUsedKey), err)
+	}
+	if !created {
 		log.Info("store recorded in Caddy's storage (a new node or data directory)",
 			zap.String("store", desc), zap.String("instance", string(v)), zap.String("marker", place))
 	}
 	return string(v), nil
+}
+
+// copiesKey marks a Cluster store whose spread copies of the instance
+// record were all written: from then on a missing copy is a master that
+// lost its data, not a first start still under way on another node.
+const copiesKey = instanceKey + ":copies"
+
+// copyInstance writes the spread copies of the instance record v (keys[1:])
+// on a store that is new or whose first start has not finished them, and
+// otherwise checks them.
+func copyInstance(ctx context.Context, st store.Store, keys []string, v []byte, created bool, desc string, now time.Time) error {
+	done := false
+	if !created {
+		_, err := st.Get(ctx, copiesKey, now)
+		switch {
+		case err == nil:
+			done = true
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("twostep: %w: reading the %s's instance record: %w", errStoreUnread, desc, err)
+		}
+	}
+	for _, k := range keys[1:] {
+		var got []byte
+		var err error
+		if done {
+			got, err = st.Get(ctx, k, now)
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("twostep: %w: the %s has lost part of its records (the instance record %s is missing: a master lost its data); restore it from a backup", errStoreReplaced, desc, k)
+			}
+		} else {
+			got, _, err = st.PutIfAbsent(ctx, k, v, 0, now)
+		}
+		if err != nil {
+			return fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
+		}
+		if string(got) != string(v) {
+			return fmt.Errorf("twostep: %w: the %s's instance records disagree (%s); restore the store from a backup", errStoreReplaced, desc, k)
+		}
+	}
+	if !done {
+		if err := st.Put(ctx, copiesKey, []byte("1"), 0, now); err != nil {
+			return fmt.Errorf("twostep: %w: writing the %s's instance record: %w", errStoreUnread, desc, err)
+		}
+	}
+	return nil
 }
 
 func replacedError(desc, place string, m storeMarker, missing bool) error {

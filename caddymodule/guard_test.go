@@ -267,16 +267,16 @@ func TestStoreHealthPendingGuard(t *testing.T) {
 					return "", fmt.Errorf("twostep: %w: dial tcp: connection refused", errStoreUnread)
 				}
 				return id, c.verdict
-			})
-			if !h.Down() {
-				t.Fatal("a store not checked yet reads as up")
+			}, "")
+			if !h.Down() || !h.Replaced() {
+				t.Fatal("a store not checked yet reads as up, or as ours")
 			}
 			done := make(chan struct{})
 			go func() { h.watch(ctx, db, 5*time.Millisecond, zap.NewNop()); close(done) }()
 			for i := 0; i < 400 && calls.Load() < 3; i++ {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if !h.Down() || h.Replaced() || calls.Load() < 3 {
+			if !h.Down() || !h.Replaced() || calls.Load() < 3 {
 				t.Fatalf("while the guard cannot read the store: down %v replaced %v after %d tries", h.Down(), h.Replaced(), calls.Load())
 			}
 			answering.Store(true)
@@ -304,6 +304,26 @@ func TestStoreHealthPendingGuard(t *testing.T) {
 // standing in for the cluster: the keys are the same; that the tags land
 // on every master is tested against a real cluster in the redis package.)
 func TestGuardStoreClusterCopies(t *testing.T) {
+	t.Run("first start on another node still writing the copies", func(t *testing.T) {
+		ctx := context.Background()
+		dir := t.TempDir()
+		db := openBolt(t, filepath.Join(dir, "s.db"))
+		sc := &StoreConfig{Type: "redis", Addrs: []string{"127.0.0.1:7001", "127.0.0.1:7002"}}
+		// Another node created the record and has written no copy yet.
+		const id = "0123456789abcdef0123456789abcdef"
+		if err := db.Put(ctx, instanceKey, []byte(id), 0, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		got, err := guardStore(ctx, &certmagic.FileStorage{Path: filepath.Join(dir, "caddy")}, db, sc, time.Now(), zap.NewNop())
+		if err != nil || got != id {
+			t.Fatalf("%q %v", got, err)
+		}
+		for _, k := range sc.instanceKeys() {
+			if v, err := db.Get(ctx, k, time.Now()); err != nil || string(v) != id {
+				t.Fatalf("%s: %q %v", k, v, err)
+			}
+		}
+	})
 	ctx := context.Background()
 	now := time.Now()
 	dir := t.TempDir()
@@ -344,6 +364,15 @@ func TestGuardStoreClusterCopies(t *testing.T) {
 	}
 	if _, err := guardStore(ctx, storage, db, sc, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) {
 		t.Fatalf("start after losing %s: %v", lost, err)
+	}
+	// A new node (no marker) does not fill the copy in: the store's first
+	// start wrote all the copies, so a missing one is a master's lost data.
+	fresh := &certmagic.FileStorage{Path: filepath.Join(dir, "new-node")}
+	if _, err := guardStore(ctx, fresh, db, sc, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "lost part of its records") {
+		t.Fatalf("new node on a cluster that lost a master: %v", err)
+	}
+	if _, err := db.Get(ctx, lost, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("the new node filled the lost copy in")
 	}
 	// A copy that disagrees: refused when recording too (a new node).
 	if err := db.Put(ctx, lost, []byte(strings.Repeat("e", 32)), 0, now); err != nil {
@@ -423,7 +452,7 @@ func TestGuardStorePinned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pinned := &StoreConfig{Type: "bolt", Path: path, Instance: id}
+	pinned := &StoreConfig{Type: "bolt", Path: path, Instance: strings.ToUpper(id)} // hex in either case
 	// A new data directory (no marker): the pin says this is the store.
 	fresh := &certmagic.FileStorage{Path: filepath.Join(dir, "new-node")}
 	if got, err := guardStore(ctx, fresh, db, pinned, now, zap.NewNop()); err != nil || got != id {
@@ -484,5 +513,50 @@ func TestStoreInstanceConfig(t *testing.T) {
 	a := &App{UsersFile: "u.yml", Store: &StoreConfig{Type: "bolt", Path: "/x.db", Instance: "not-hex"}}
 	if err := a.Validate(); err == nil || !strings.Contains(err.Error(), "instance \"not-hex\"") {
 		t.Fatalf("bad instance: %v", err)
+	}
+}
+
+// prefixListing is Caddy's file storage listing as object-store modules do
+// (certmagic-s3's non-recursive ListObjects): a "directory" comes back as
+// its prefix, not as the keys under it.
+type prefixListing struct{ *certmagic.FileStorage }
+
+func (p prefixListing) List(_ context.Context, prefix string, _ bool) ([]string, error) {
+	return []string{prefix + "/"}, nil
+}
+
+// Where listing does not show the markers, the last store recorded is
+// still found (read with Load, which every storage implements alike).
+func TestGuardStoreEmptyAfterAnotherWithoutListing(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	dir := t.TempDir()
+	storage := prefixListing{&certmagic.FileStorage{Path: filepath.Join(dir, "caddy")}}
+	first := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "a.db")}
+	if _, err := guardStore(ctx, storage, openBolt(t, first.Path), first, now, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	second := &StoreConfig{Type: "bolt", Path: filepath.Join(dir, "b.db")}
+	empty := openBolt(t, second.Path)
+	if _, err := guardStore(ctx, storage, empty, second, now, zap.NewNop()); !errors.Is(err, errStoreReplaced) || !strings.Contains(err.Error(), "bolt store "+first.Path) {
+		t.Fatalf("empty store after another, storage without listing: %v", err)
+	}
+}
+
+// A reload that pins another instance while the store cannot be checked
+// does not go on with the instance an earlier start checked.
+func TestStoreHealthPendingNewPin(t *testing.T) {
+	const old = "0123456789abcdef0123456789abcdef"
+	h := new(storeHealth)
+	h.expect(old)
+	g := func(context.Context) (string, error) { return "", errStoreUnread }
+	h.pending(g, "")
+	h.pending(g, strings.ToUpper(old))
+	if h.Down() || h.Replaced() {
+		t.Fatal("the same store (no pin, or the same pin) is checked already")
+	}
+	h.pending(g, strings.Repeat("f", 32))
+	if !h.Down() || !h.Replaced() || h.instance.Load() != nil {
+		t.Fatal("another pin went on with the instance checked before")
 	}
 }

@@ -368,6 +368,9 @@ func (h *Handler) resolve(r *http.Request, svc *account.Service, secure bool) (a
 	tok := h.portal.SessionToken(r, secure)
 	if tok == "" {
 		if h.app.storeDown() {
+			if h.app.storeReplaced() {
+				return account.Resolved{}, errStoreReplaced
+			}
 			return account.Resolved{}, errStoreDown // a sign-in could not work either
 		}
 		return account.Resolved{}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,19 +43,26 @@ const (
 )
 
 // pingEvery is how often the store is pinged; pingTimeout bounds a ping
-// of a store that does not answer.
+// of a store that does not answer, guardTimeout a guard left to the pings.
 const (
-	pingEvery   = time.Second
-	pingTimeout = time.Second
+	pingEvery    = time.Second
+	pingTimeout  = time.Second
+	guardTimeout = 5 * time.Second
 )
 
-// Down reports whether the last ping failed or found the store replaced.
-// A nil health is never down.
-func (h *storeHealth) Down() bool { return h != nil && h.state.Load() != healthUp }
+// Down reports whether the last ping failed or found the store replaced,
+// or the store is not checked yet. A nil health is never down.
+func (h *storeHealth) Down() bool { return h != nil && (h.state.Load() != healthUp || h.unchecked()) }
 
 // Replaced reports whether the last ping found the store without this
-// server's instance record.
-func (h *storeHealth) Replaced() bool { return h != nil && h.state.Load() == healthReplaced }
+// server's instance record, or the store is not checked yet: its records
+// may not be this server's either.
+func (h *storeHealth) Replaced() bool {
+	return h != nil && (h.state.Load() == healthReplaced || h.unchecked())
+}
+
+// unchecked: a guard is left to the pings and has not passed.
+func (h *storeHealth) unchecked() bool { return h.guard.Load() != nil && h.instance.Load() == nil }
 
 // expect sets the instance id the store must hold from now on.
 func (h *storeHealth) expect(instance string) {
@@ -63,13 +71,14 @@ func (h *storeHealth) expect(instance string) {
 }
 
 // pending leaves the guard to the pings: the store is down until g has
-// checked it.
-func (h *storeHealth) pending(g guardFunc) {
-	if h.instance.Load() != nil {
+// checked it. pin is the instance the configuration pins, if any: an
+// earlier start's check stands only for the same pin.
+func (h *storeHealth) pending(g guardFunc, pin string) {
+	if cur := h.instance.Load(); cur != nil && (pin == "" || strings.EqualFold(pin, *cur)) {
 		return // checked already, by an earlier start
 	}
-	h.guard.Store(&g)
-	h.state.CompareAndSwap(healthUp, healthUnreachable)
+	h.guard.Store(&g) // first: unchecked() holds from here on
+	h.instance.Store(nil)
 }
 
 // check pings s and, once an instance is expected, reads it back.
@@ -78,7 +87,9 @@ func (h *storeHealth) check(ctx context.Context, s store.Store) error {
 		return err
 	}
 	if g := h.guard.Load(); g != nil && h.instance.Load() == nil {
-		id, err := (*g)(ctx)
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), guardTimeout)
+		defer cancel()
+		id, err := (*g)(gctx)
 		switch {
 		case errors.Is(err, errStoreUnread):
 			return err
