@@ -193,6 +193,9 @@ func guardPinned(ctx context.Context, storage certmagic.Storage, st store.Store,
 	if err := storage.Store(ctx, key, m); err != nil {
 		return "", fmt.Errorf("twostep: writing the marker of the %s to Caddy's storage (%s): %w", desc, place, err)
 	}
+	if err := storage.Store(ctx, lastUsedKey, []byte(key)); err != nil {
+		return "", fmt.Errorf("twostep: writing %s to Caddy's storage: %w", markerPlace(storage, lastUsedKey), err)
+	}
 	return pin, nil
 }
 
