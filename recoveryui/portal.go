@@ -369,9 +369,9 @@ func (p *Portal) cookie(w http.ResponseWriter, env Env, name, value string, expi
 }
 
 // setSession sets the session cookie as a browser-session cookie (no
-// Expires; REQ-48): the server ends the session at its idle timeout and
-// lifetime, and closing the browser ends it there; only a trusted device
-// outlives a browser restart. A zero expires deletes it.
+// Expires; REQ-48): the browser drops it when its session ends, the server
+// ends the session at its idle timeout and lifetime; only a trusted device
+// is meant to outlive a browser restart. A zero expires deletes it.
 func (p *Portal) setSession(w http.ResponseWriter, env Env, token string, expires time.Time) {
 	c := p.newCookie(env, SessionCookieName(env.Secure, p.CookieDomain), token)
 	if expires.IsZero() {
