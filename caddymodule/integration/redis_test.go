@@ -170,15 +170,23 @@ func (n *node) post(t *testing.T, c *client, path, body string) *response {
 	return c.do(http.MethodPost, n.url+path, bytesReader(body), "Content-Type", "application/json")
 }
 
+// redisNodesSetup starts a Redis and builds Caddy for nodes of a test, with
+// a directory for their files and the users file they share.
+func redisNodesSetup(t *testing.T) (rs *redisServer, bin, dir, usersFile string) {
+	t.Helper()
+	rs = startRedis(t)
+	bin = buildCaddy(t)
+	dir = t.TempDir()
+	usersFile = filepath.Join(dir, "users.yml")
+	writeUsers(t, usersFile, alicePassword, false)
+	return rs, bin, dir, usersFile
+}
+
 // Two Caddy processes share one Redis: sessions, trusted devices and
 // revocations cross nodes; Redis down means 503 (bypass still works), and
 // when it returns the same session works again.
 func TestTwoNodesShareRedis(t *testing.T) {
-	rs := startRedis(t)
-	bin := buildCaddy(t)
-	dir := t.TempDir()
-	uf := filepath.Join(dir, "users.yml")
-	writeUsers(t, uf, alicePassword, false)
+	rs, bin, dir, uf := redisNodesSetup(t)
 	a := startNode(t, bin, dir, 9085, rs.addr(), uf)
 	b := startNode(t, bin, dir, 9086, rs.addr(), uf)
 
@@ -271,11 +279,7 @@ func TestTwoNodesShareRedis(t *testing.T) {
 // node answers 503 instead of letting bob sign in with the password
 // alone, and a node started on it refuses to start.
 func TestRedisEmptiedIsRefused(t *testing.T) {
-	rs := startRedis(t)
-	bin := buildCaddy(t)
-	dir := t.TempDir()
-	uf := filepath.Join(dir, "users.yml")
-	writeUsers(t, uf, alicePassword, false)
+	rs, bin, dir, uf := redisNodesSetup(t)
 	a := startNode(t, bin, dir, 9085, rs.addr(), uf)
 
 	c := newClient(t)
@@ -316,12 +320,8 @@ func TestRedisEmptiedIsRefused(t *testing.T) {
 // Redis that starts after Caddy (containers starting together): the node
 // starts, answers 503 until the store can be checked, then serves.
 func TestRedisAfterCaddy(t *testing.T) {
-	rs := startRedis(t)
+	rs, bin, dir, uf := redisNodesSetup(t)
 	rs.stop()
-	bin := buildCaddy(t)
-	dir := t.TempDir()
-	uf := filepath.Join(dir, "users.yml")
-	writeUsers(t, uf, alicePassword, false)
 	a := startNodeUntil(t, bin, dir, 9085, rs.addr(), uf, "/health", http.StatusOK)
 	time.Sleep(500 * time.Millisecond) // the twostep app has started too
 	c := newClient(t)
