@@ -308,7 +308,9 @@ type Client struct {
 	UserAgent string
 	// Device is this browser's trusted-device cookie, if any.
 	Device string
-	// Base is the site's scheme://host[:port], for links in emails.
+	// Base is the site's scheme://host[:port], for links in emails: one of
+	// its configured names, never a Host the client chose; "" leaves the
+	// links out.
 	Base string
 }
 

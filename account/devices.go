@@ -184,9 +184,14 @@ func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base
 	s.audit.Info("device trusted", zap.String("user", user), zap.String("device", d.ID), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
 	s.metrics.Device("created")
+	revoke := "If this wasn't you, revoke it now:\n" + s.revokeLink(base, user, d.ID) + "\n\nand change your password."
+	if base == "" {
+		// No configured name for this site: the request's Host is the
+		// client's, and may be someone else's site (c.Base).
+		revoke = "If this wasn't you, sign in, open Login & security and remove it under trusted browsers, and change your password."
+	}
 	s.mail(ctx, u, "A new browser can sign in without a code",
-		"You chose \"Don't require a code on this browser\" on "+d.Label+" (from "+d.IP+") at "+now.UTC().Format("2 Jan 2006 15:04 UTC")+".\n\n"+
-			"If this wasn't you, revoke it now:\n"+s.revokeLink(base, user, d.ID)+"\n\nand change your password.")
+		"You chose \"Don't require a code on this browser\" on "+d.Label+" (from "+d.IP+") at "+now.UTC().Format("2 Jan 2006 15:04 UTC")+".\n\n"+revoke)
 	return tokenEncoding.EncodeToString(raw[:]), d, nil
 }
 

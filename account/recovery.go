@@ -535,10 +535,14 @@ func (s *Service) tellApproved(ctx context.Context, r *Recovery, base string) {
 		return
 	}
 	msg := "Your account recovery request was approved: two-step verification will be turned off"
-	if s.cfg.Recovery.CoolingOff > 0 {
+	switch {
+	case s.cfg.Recovery.CoolingOff > 0 && base != "":
 		msg += " at " + r.EffectiveAt.UTC().Format("2 Jan 2006 15:04 UTC") + ".\n\nIf this wasn't you, stop it now: " +
 			base + "/.twostep/recovery/cancel?r=" + r.ID + "&sig=" + s.cancelSig(r.ID)
-	} else {
+	case s.cfg.Recovery.CoolingOff > 0:
+		// No configured name for this site to link to (c.Base).
+		msg += " at " + r.EffectiveAt.UTC().Format("2 Jan 2006 15:04 UTC") + ".\n\nIf this wasn't you, sign in before then with a code (your authenticator app, a text message or a backup code): that stops it."
+	default:
 		msg += " now."
 	}
 	s.mail(ctx, u, "Account recovery approved", msg)
@@ -548,8 +552,11 @@ func (s *Service) tellApproved(ctx context.Context, r *Recovery, base string) {
 	}
 	if phone, err := s.phoneOf(u, rec); err == nil && phone != "" && s.senders.SMS != nil {
 		text := s.cfg.SiteName + ": a recovery of your account was approved; two-step verification will be turned off."
-		if s.cfg.Recovery.CoolingOff > 0 {
+		switch {
+		case s.cfg.Recovery.CoolingOff > 0 && base != "":
 			text += " Not you? Open the link in the email we sent to stop it."
+		case s.cfg.Recovery.CoolingOff > 0:
+			text += " Not you? Sign in with a code before " + r.EffectiveAt.UTC().Format("2 Jan 15:04 UTC") + " to stop it."
 		}
 		if err := s.senders.SMS.Send(ctx, notify.Message{Channel: notify.ChannelSMS, To: phone, User: u.Name, Body: text}); err != nil {
 			s.log.Warn("recovery SMS notice not sent", zap.String("user", r.User), zap.Error(err))

@@ -114,9 +114,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.portal = &recoveryui.Portal{
 		SiteName:     h.app.SiteName,
 		CookieDomain: h.app.CookieDomain,
-		Env:          requestEnv,
 		Log:          h.logger.Named("portal"),
 	}
+	h.portal.Env = h.portalEnv
 	if h.app.DevOutbox {
 		h.portal.Outbox = devOutbox
 	}

@@ -135,7 +135,7 @@ func (p *Portal) logoutPage(w http.ResponseWriter, r *http.Request, env Env) {
 		// offer to sign out there too.
 		if res != nil && res.Session.Pending != nil {
 			if pr := p.provider(res.Session.Pending["provider"]); pr != nil {
-				if u, ok := pr.EndSessionURL("", env.Client.Base+Prefix+"login?signed_out=1"); ok {
+				if u, ok := pr.EndSessionURL("", requestOrigin(r, env)+Prefix+"login?signed_out=1"); ok {
 					csrf, _ := p.csrfFor(w, r, env)
 					p.render(w, http.StatusOK, "logout.html", pageData{Title: "Signed out", CSRF: p.Account.CSRFToken(csrf),
 						Notice: "You have signed out of this site.", Return: u, Secret: providerTitle(pr)})

@@ -54,7 +54,7 @@ func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest 
 		p.fail(w, r, http.StatusNotFound, "not_found", "There is no such sign-in provider.")
 		return
 	}
-	base := env.Client.Base
+	base := requestOrigin(r, env)
 	switch {
 	case sub == "" && r.Method == http.MethodPost:
 		if !p.parseForm(w, r) {

@@ -70,7 +70,8 @@ type Env struct {
 	// Secure: the browser reached us over HTTPS.
 	Secure bool
 	// Client is the client's address as trusted_proxies resolves it, and its
-	// user agent.
+	// user agent; its Base, the origin for links in emails, is the glue's
+	// to set from the site's configured names ("" leaves links out).
 	Client account.Client
 }
 
@@ -164,11 +165,6 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(DeviceCookieName(env.Secure, p.CookieDomain)); err == nil {
 		env.Client.Device = c.Value
 	}
-	scheme := "http"
-	if env.Secure {
-		scheme = "https"
-	}
-	env.Client.Base = scheme + "://" + r.Host
 	if !isSafeMethod(r.Method) && (crossOrigin.Check(r) != nil && p.CookieDomain == "" || !p.sameOrigin(r, env)) {
 		p.fail(w, r, http.StatusForbidden, "forbidden", "This request came from another site and was refused.")
 		return
@@ -304,11 +300,21 @@ func (p *Portal) sameOrigin(r *http.Request, env Env) bool {
 }
 
 func (p *Portal) ownOrigin(r *http.Request, env Env, u *url.URL) bool {
-	scheme := "http"
+	return u.Scheme == env.scheme() && strings.EqualFold(u.Host, r.Host)
+}
+
+func (env Env) scheme() string {
 	if env.Secure {
-		scheme = "https"
+		return "https"
 	}
-	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
+	return "http"
+}
+
+// requestOrigin is the origin the browser asked for, for redirects back to
+// it (a provider checks its redirect URI against the registered ones).
+// Links in emails use env.Client.Base instead: the Host is the client's.
+func requestOrigin(r *http.Request, env Env) string {
+	return env.scheme() + "://" + r.Host
 }
 
 func (p *Portal) underCookieDomain(u *url.URL) bool {
@@ -322,11 +328,7 @@ func (p *Portal) underCookieDomain(u *url.URL) bool {
 
 // returnPolicy is the open-redirect guard for this request.
 func (p *Portal) returnPolicy(r *http.Request, env Env) policy.ReturnPolicy {
-	scheme := "http"
-	if env.Secure {
-		scheme = "https"
-	}
-	return policy.ReturnPolicy{Scheme: scheme, Host: r.Host, CookieDomain: p.CookieDomain}
+	return policy.ReturnPolicy{Scheme: env.scheme(), Host: r.Host, CookieDomain: p.CookieDomain}
 }
 
 func (p *Portal) safeReturn(r *http.Request, env Env, raw string) string {

@@ -210,6 +210,9 @@ func (f *fixture) load(cfg string) {
 type client struct {
 	t    *testing.T
 	http *http.Client
+	// host, when set, is the Host header of every request (the URL's
+	// host still picks the cookies).
+	host string
 }
 
 func newClient(t *testing.T) *client {
@@ -246,6 +249,9 @@ func (c *client) do(method, target string, body io.Reader, hdr ...string) *respo
 	req, err := http.NewRequest(method, target, body)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if c.host != "" {
+		req.Host = c.host
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		if strings.EqualFold(hdr[i], "Host") {
