@@ -550,6 +550,27 @@ func (s *Service) UserDevices(ctx context.Context, user string) ([]DeviceView, e
 	return s.Devices(ctx, &Resolved{Session: &store.Session{User: user, State: store.StateTwoFactor}, User: u}, "")
 }
 
+// PasswordsChanged ends the trusted devices of every user whose password
+// differs between two snapshots of the users file. Those devices stopped
+// skipping the code at once (their records name the old credential); this
+// removes the records and counts and audits the revocation like any other.
+// It stops at the first store error: what is left stays harmless.
+func (s *Service) PasswordsChanged(ctx context.Context, old, cur *users.DB) {
+	if old == nil || cur == nil {
+		return
+	}
+	for _, u := range cur.Users() {
+		o, ok := old.Lookup(u.Name)
+		if !ok || o.Credential == u.Credential {
+			continue
+		}
+		if err := s.revokeDevices(ctx, users.Canonical(u.Name), "password changed"); err != nil {
+			s.log.Warn("trusted devices of a changed password not removed", zap.String("user", u.Name), zap.Error(err))
+			return
+		}
+	}
+}
+
 // RevokeAllDevices ends every trusted device of the user, keeping sessions.
 func (s *Service) RevokeAllDevices(ctx context.Context, user string) error {
 	return s.revokeDevices(ctx, users.Canonical(user), "operator")

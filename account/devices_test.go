@@ -135,14 +135,27 @@ func TestDeviceRevocation(t *testing.T) {
 	t.Run("password change", func(t *testing.T) {
 		e := newTSEnv(t)
 		_, c := trustedBob(t, e)
+		m := &deviceCounts{}
+		e.svc.SetMetrics(m)
+		old := e.dir.db.Load()
 		nh, _ := bcrypt.GenerateFromPassword([]byte("bob-new-password"), bcrypt.MinCost)
-		e.dir.db.Store(mustParseWithBob(t, string(nh)))
+		cur := mustParseWithBob(t, string(nh))
+		e.dir.db.Store(cur)
 		if again, _ := e.svc.SignIn(ctx, "bob", "bob-new-password", c); again == nil || again.Session.State != store.StateSecondFactor {
 			t.Fatalf("device after a password change: %+v", again)
 		}
 		// Nor is it listed as trusted any more (operators' and the user's view).
 		if list, err := e.svc.UserDevices(ctx, "bob"); err != nil || len(list) != 0 {
 			t.Fatalf("devices listed after a password change: %+v, %v", list, err)
+		}
+		// The users file's reload removes the record and counts it, once.
+		e.svc.PasswordsChanged(ctx, old, cur)
+		e.svc.PasswordsChanged(ctx, old, cur)
+		if m.revoked != 1 {
+			t.Fatalf("devices counted as revoked: %d, want 1", m.revoked)
+		}
+		if list, err := e.svc.deviceList(ctx, "bob"); err != nil || len(list) != 0 {
+			t.Fatalf("device records left after a password change: %v %v", list, err)
 		}
 	})
 	t.Run("a new method", func(t *testing.T) {
@@ -260,5 +273,17 @@ func TestResetRemovesUsersFilePhone(t *testing.T) {
 	u, _ = e.dir.DB().Lookup("carol")
 	if info, _ := e.svc.TwoStep(ctx, u); !slices.Contains(info.Methods, MethodSMS) {
 		t.Fatalf("a new users-file phone is not offered: %+v", info)
+	}
+}
+
+// deviceCounts counts revoked devices (the Metrics a test needs).
+type deviceCounts struct {
+	noMetrics
+	revoked int
+}
+
+func (m *deviceCounts) Device(event string) {
+	if event == "revoked" {
+		m.revoked++
 	}
 }

@@ -403,7 +403,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.users = f
 		run := a.run
-		f.OnChange(func(_, _ *users.DB) { run.idents.reset() })
+		f.OnChange(func(old, cur *users.DB) {
+			run.idents.reset()
+			// Devices of a changed password stopped counting already;
+			// remove and count them (bounded: the watcher waits).
+			if svc := run.service.Load(); svc != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				svc.PasswordsChanged(ctx, old, cur)
+			}
+		})
 	}
 	return nil
 }
