@@ -46,22 +46,59 @@ func ownerKey(user string) string          { return "oidc-owner:" + user }
 // account). A local user may use several providers, each with its own
 // account; a name that exists only upstream has one owner, whatever the
 // provider. reset-2sv frees the bindings.
-func (s *Service) bindExternal(ctx context.Context, id ExternalIdentity, name string, known bool, c Client) error {
+//
+// For a local user, linked reports whether this account is already the
+// one bound; an unbound name is bound only with commit (see
+// SignInExternal: not before the user's own second factor when two-step
+// is on, or anyone whose provider account bears the name could take it
+// and lock its owner out).
+func (s *Service) bindExternal(ctx context.Context, id ExternalIdentity, name string, known, commit bool, c Client) (linked bool, err error) {
 	key, want := linkKey(id.Provider, name), id.Subject
 	if !known {
 		key, want = ownerKey(name), id.Provider+"\x00"+id.Subject
+		commit = true
 	}
-	stored, created, err := s.store.PutIfAbsent(ctx, key, []byte(want), 0, s.now())
-	if err != nil {
-		return &UnavailableError{err}
+	var stored []byte
+	if commit {
+		var created bool
+		stored, created, err = s.store.PutIfAbsent(ctx, key, []byte(want), 0, s.now())
+		if err != nil {
+			return false, &UnavailableError{err}
+		}
+		if created {
+			return false, nil
+		}
+	} else {
+		stored, err = s.store.Get(ctx, key, s.now())
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, &UnavailableError{err}
+		}
 	}
-	if !created && !hmac.Equal(stored, []byte(want)) {
+	if !hmac.Equal(stored, []byte(want)) {
 		s.audit.Warn("sign-in refused", zap.String("user", name), zap.String("provider", id.Provider),
 			zap.String("subject", id.Subject), zap.String("ip", c.ip()), zap.String("outcome", "other_provider_account"))
 		s.metrics.SignIn("oidc", "failure")
-		return ErrAccountLinked
+		return false, ErrAccountLinked
 	}
-	return nil
+	return true, nil
+}
+
+// linkPending is the half-signed-in session's Pending entry holding the
+// subject of a provider account to bind once the second factor passes.
+const linkPending = "link"
+
+// commitPendingLink binds the provider account a half-signed-in session
+// came with, now that the user passed their own second factor.
+func (s *Service) commitPendingLink(ctx context.Context, sess *store.Session, c Client) error {
+	prov, sub := sess.Pending["provider"], sess.Pending[linkPending]
+	if prov == "" || sub == "" {
+		return nil
+	}
+	_, err := s.bindExternal(ctx, ExternalIdentity{Provider: prov, Subject: sub}, sess.User, true, true, c)
+	return err
 }
 
 // externalCredential marks sessions of users that exist only upstream.
@@ -87,7 +124,8 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("provider", id.Provider), zap.String("ip", c.ip()), zap.String("outcome", "unknown_user"))
 		return nil, ErrInvalidCredentials
 	}
-	if err := s.bindExternal(ctx, id, name, known, c); err != nil {
+	linked, err := s.bindExternal(ctx, id, name, known, false, c)
+	if err != nil {
 		return nil, err
 	}
 	if !known {
@@ -102,11 +140,21 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 	if err != nil {
 		return nil, err
 	}
+	// A local user with two-step on binds a provider account only by
+	// passing their own second factor once; until then the provider's
+	// MFA is that account's, not the user's, and does not count.
+	pendingLink := known && !linked && state == store.StateSecondFactor
+	mfa := id.MFA && !pendingLink
+	if known && !linked && !pendingLink {
+		if _, err := s.bindExternal(ctx, id, name, known, true, c); err != nil {
+			return nil, err
+		}
+	}
 	lifetime := s.cfg.SessionLifetime
-	if state == store.StateSecondFactor && id.MFA {
+	if state == store.StateSecondFactor && mfa {
 		state = store.StateTwoFactor // the provider's second factor counts
 	}
-	if state == store.StateOneFactor && id.MFA {
+	if state == store.StateOneFactor && mfa {
 		state = store.StateTwoFactor
 	}
 	if state == store.StateSecondFactor || state == store.StateEnrollment {
@@ -121,9 +169,12 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 		Idle: s.cfg.SessionIdle, Credential: u.Credential, IP: c.ip(), UserAgent: truncate(c.UserAgent, 256),
 		Pending: map[string]string{"provider": id.Provider},
 	}
+	if pendingLink {
+		sess.Pending[linkPending] = id.Subject
+	}
 	if state == store.StateTwoFactor {
 		sess.SecondFactorAt = now
-		if id.MFA {
+		if mfa {
 			// The provider's MFA happened at its auth_time, not now; without
 			// one, a max_age rule asks again (zero is "too long ago").
 			sess.SecondFactorAt = time.Time{}
@@ -138,6 +189,11 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 			return nil, err
 		}
 		if d != nil {
+			// The browser passed the user's second factor before.
+			if err := s.commitPendingLink(ctx, sess, c); err != nil {
+				return nil, err
+			}
+			delete(sess.Pending, linkPending)
 			if err := s.touchDevice(ctx, d, h, c); err != nil {
 				return nil, err
 			}
@@ -149,7 +205,7 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 		return nil, &UnavailableError{err}
 	}
 	s.metrics.SignIn("oidc", "success")
-	s.audit.Info("signed in", zap.String("user", name), zap.String("provider", id.Provider), zap.Bool("provider_mfa", id.MFA),
+	s.audit.Info("signed in", zap.String("user", name), zap.String("provider", id.Provider), zap.Bool("provider_mfa", mfa),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"), zap.String("level", sess.State.String()))
 	out := &SignInResult{Token: token, Session: sess, User: u}
 	if sess.State == store.StateSecondFactor {

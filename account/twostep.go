@@ -698,6 +698,10 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	if err := s.store.Delete(ctx, "fail:2fa:u:"+user); err != nil {
 		return nil, &UnavailableError{err}
 	}
+	// A provider account that came with this sign-in is the user's now.
+	if err := s.commitPendingLink(ctx, res.Session, c); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	// A second submission of the same form, racing this one, finds the
 	// code used up; this mark tells it that its session just passed.

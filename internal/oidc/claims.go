@@ -10,8 +10,35 @@ import (
 	"unicode/utf8"
 )
 
-// mfaAMR are the RFC 8176 amr values that show more than a password.
-var mfaAMR = []string{"mfa", "otp", "hwk", "swk"}
+// amrClass sorts RFC 8176 amr values into the factor classes they show
+// (NIST 800-63B: something you know, have, are). One value alone is one
+// factor, whatever it is ("otp" is also an emailed one-time passcode,
+// "hwk" a security key without its PIN); MFA is "mfa", or two classes.
+var amrClass = map[string]byte{
+	"pwd": 'k', "pin": 'k', "kba": 'k',
+	"otp": 'h', "hwk": 'h', "swk": 'h', "sms": 'h', "tel": 'h', "sc": 'h',
+	"fpt": 'i', "face": 'i', "iris": 'i', "retina": 'i', "vbm": 'i',
+}
+
+// amrShowsMFA reports whether amr says the provider used more than one
+// factor.
+func amrShowsMFA(amr []string) bool {
+	var first byte
+	for _, a := range amr {
+		if a == "mfa" {
+			return true
+		}
+		c, ok := amrClass[a]
+		switch {
+		case !ok:
+		case first == 0:
+			first = c
+		case c != first:
+			return true
+		}
+	}
+	return false
+}
 
 // maxUsernameLen bounds user names taken from a provider.
 const maxUsernameLen = 256
@@ -43,11 +70,7 @@ func mapClaims(cfg *Config, claims map[string]any) (*Identity, error) {
 		id.ACR = acr
 	}
 	if cfg.TrustIdPMFA {
-		for _, a := range id.AMR {
-			if slices.Contains(mfaAMR, a) {
-				id.MFA = true
-			}
-		}
+		id.MFA = amrShowsMFA(id.AMR)
 		if id.ACR != "" && slices.Contains(cfg.ACRs, id.ACR) {
 			id.MFA = true
 		}
@@ -71,6 +94,12 @@ func pickUsername(cfg *Config, claims map[string]any, verifiedEmail string) (str
 		}
 		name = verifiedEmail
 	} else if v, ok := claims[claim].(string); ok && v != "" {
+		// preferred_username is the provider's user's own choice (OIDC
+		// Core 5.1, 5.7): shaped like an email it could name the
+		// users-file user of that address, so it must be the verified one.
+		if claim == DefaultUsernameClaim && strings.Contains(v, "@") && !strings.EqualFold(v, verifiedEmail) {
+			return "", fmt.Errorf("%w: %s %q looks like an email address but is not the provider's verified email (set username_claim to a claim the provider controls)", ErrNoUsername, claim, clean(v, 100))
+		}
 		name = v
 	} else if claim == DefaultUsernameClaim && verifiedEmail != "" {
 		name = verifiedEmail
