@@ -17,6 +17,21 @@ import (
 
 const oidcCookie = "twostep_oidc"
 
+// oidcFlowCookie is the cookie that ties a provider's answer to the browser
+// that started the flow. Over HTTPS it is a `__Host-` cookie: a sibling
+// subdomain (or a network attacker on plain HTTP) cannot plant its own
+// flow key in the victim's browser, which would sign the victim in as the
+// attacker's provider account (login CSRF). The flow comes back to the
+// host it started on, so cookie_domain does not matter here.
+func oidcFlowCookie(secure bool, value string, maxAge int) *http.Cookie {
+	c := &http.Cookie{Name: oidcCookie, Value: value, Path: Prefix + "oidc/", HttpOnly: true,
+		Secure: secure, SameSite: http.SameSiteLaxMode, MaxAge: maxAge}
+	if secure {
+		c.Name, c.Path = "__Host-"+oidcCookie, "/"
+	}
+	return c
+}
+
 // providerView is a login button.
 type providerView struct {
 	Name, Label, Problem string
@@ -92,8 +107,7 @@ func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest 
 			return
 		}
 		// Lax so that the provider's redirect back (a top-level GET) carries it.
-		http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: key, Path: Prefix + "oidc/", HttpOnly: true,
-			Secure: env.Secure, SameSite: http.SameSiteLaxMode, MaxAge: 600})
+		http.SetCookie(w, oidcFlowCookie(env.Secure, key, 600))
 		http.Redirect(w, r, authURL, http.StatusSeeOther)
 	case sub == "callback" && isSafeMethod(r.Method):
 		p.oidcCallback(w, r, env, pr)
@@ -103,8 +117,9 @@ func (p *Portal) oidcPage(w http.ResponseWriter, r *http.Request, env Env, rest 
 }
 
 func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, pr *oidc.Provider) {
-	c, err := r.Cookie(oidcCookie)
-	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: Prefix + "oidc/", HttpOnly: true, Secure: env.Secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	gone := oidcFlowCookie(env.Secure, "", -1)
+	c, err := r.Cookie(gone.Name)
+	http.SetCookie(w, gone)
 	if err != nil || len(c.Value) < 32 || len(c.Value) > 128 {
 		p.renderLogin(w, r, env, "/", http.StatusBadRequest, "That sign-in did not start on this browser. Try again.")
 		return

@@ -8,8 +8,7 @@ import (
 	"github.com/twostep-auth/twostep/internal/oidc/oidctest"
 )
 
-// Security review (OIDC). Each test here fails on the code it was written
-// against and names the flaw it shows.
+// Attacks on the claims mapping; each failed on the code before its fix.
 
 // An email used as the user name must be verified (REQ-112, pickUsername's
 // own rule). preferred_username is whatever the provider's user typed
@@ -19,7 +18,7 @@ import (
 // name "carol@example.com" (her own, unverified email is elsewhere, or the
 // provider uses "email as username" without verification) and signs in as
 // the users-file user carol@example.com.
-func TestReviewEmailShapedPreferredUsernameIsNotAVerifiedEmail(t *testing.T) {
+func TestEmailShapedPreferredUsernameMustBeTheVerifiedEmail(t *testing.T) {
 	f := newFixture(t)
 	for _, u := range []oidctest.User{
 		{Username: "carol@example.com", Subject: "sub-mallory-1", Email: "mallory@evil.test", EmailVerified: false},
@@ -48,7 +47,7 @@ func TestReviewEmailShapedPreferredUsernameIsNotAVerifiedEmail(t *testing.T) {
 // controls only the victim's mailbox signs in at the provider with an email
 // code and is given a two_factor session here, skipping the TOTP the victim
 // turned on.
-func TestReviewTrustIdPMFASingleFactorAMR(t *testing.T) {
+func TestTrustIdPMFASingleFactorAMR(t *testing.T) {
 	f := newFixture(t)
 	for _, amr := range [][]string{{"otp"}, {"hwk"}, {"swk"}} {
 		name := "single-" + amr[0]
