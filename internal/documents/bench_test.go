@@ -28,6 +28,7 @@ func BenchmarkInspect(b *testing.B) {
 		{"jpeg 3MP rotated", jpegWithMetadata(b, photo, 6)},
 		{"png 3MP", encodePNG(b, photo)},
 		{"pdf", minimalPDF()},
+		{"pdf scanner output", scannerPDF(b)},
 		{"docx", minimalDOCX(b)},
 		{"doc", wordCFB(b, fib(4096, 0))},
 	}

@@ -63,8 +63,9 @@ type Limits struct {
 	MaxSide int
 	// MaxZipEntries is the largest number of entries in a DOCX (default 1000).
 	MaxZipEntries int
-	// MaxZipUncompressed bounds the total uncompressed size of a DOCX, and of
-	// the compressed object streams of a PDF (default 100 MiB).
+	// MaxZipUncompressed bounds the total uncompressed size of a DOCX, and
+	// the total decoded size of the streams of a PDF, counting each filter's
+	// output (default 100 MiB).
 	MaxZipUncompressed int64
 	// MaxZipRatio bounds uncompressed/compressed for each DOCX entry larger
 	// than 4 KiB (default 100).
@@ -148,24 +149,36 @@ var (
 // the sanitised document, or an error wrapping ErrTooLarge or ErrUnsupported.
 // A read error from r is returned wrapping ErrUnsupported as well.
 //
-// PDF scanning is lexical and bounded, not a PDF parser: every name token
-// outside streams is decoded (#xx escapes included) and the PDF is refused if
-// one is /JavaScript, /JS, /Launch, /EmbeddedFile(s), /OpenAction, /AA,
+// PDF scanning is bounded and fails closed, but is not a full PDF parser. The
+// file is tokenised as readers do (strings, comments, dictionaries, #xx
+// escapes in names) and refused if any name, also inside a string or
+// comment, is /JavaScript, /JS, /Launch, /EmbeddedFile(s), /OpenAction, /AA,
 // /XFA, /RichMedia, /GoToR, /GoToE, /ImportData, /SubmitForm or /Encrypt.
 // /OpenAction is refused outright, not only with JavaScript: a scan cannot
-// follow the indirect reference it usually holds. Compressed object streams
-// (/Type /ObjStm) are inflated, within Limits.MaxZipUncompressed in total,
-// and scanned the same way; an object stream with any filter other than a
-// single /FlateDecode, or with /DecodeParms, is refused as uninspectable. The
-// bodies of other streams (page content, images, fonts) are not tokenised,
-// since names of three bytes would match binary data by chance, but they are
-// searched for the literal forms of the banned names of four bytes or more,
-// for readers that rebuild a broken cross-reference table by scanning for
-// objects. Limits: a name spelt with #xx escapes, /JS or /AA inside such a
-// stream body, or a desynchronised scan (a "stream" keyword hidden in a
-// string) can slip through; and active content that needs none of the listed
-// names (for instance a /URI action) is not looked for. The reviewer download
-// is therefore still served as an attachment under CSP sandbox (THREATS §4.5).
+// follow the indirect reference it usually holds. Every stream is decoded
+// through its filters (FlateDecode, with PNG or TIFF predictors,
+// ASCIIHexDecode, ASCII85Decode, RunLengthDecode, and chains of them),
+// within Limits.MaxZipUncompressed in total, and each decoder insists on a
+// complete stream. A stream that may hold objects (/Type /ObjStm or not a
+// direct name, or /N or /First: readers find object streams through the
+// cross-reference stream, not /Type) has its decoded data checked for all
+// the names above, and must not hold another stream; other streams (page
+// content, images, fonts) are checked, raw and decoded, for the names of
+// three letters or more, since /JS and /AA would match binary data by
+// chance. Refused as uninspectable: LZWDecode, Crypt and unknown filters;
+// image codecs (DCT, JPX, JBIG2, CCITT) anywhere but as the last filter of
+// a stream that cannot hold objects; indirect or malformed /Filter and
+// /DecodeParms; a stream key given twice; external stream data (/F). Refused
+// as damaged: unbalanced or unterminated objects, dictionary keys that are
+// not names, a "stream" keyword not right after a dictionary, a direct
+// /Length that reaches past the first "endstream" to another, and an object
+// header ("12 0 obj") or trailer inside a string, comment or stream data,
+// where a reader rebuilding a broken cross-reference table would find it.
+// Limits: a stream without /N or /First that a reader nevertheless takes for
+// an object stream is checked only for the longer names; and active content
+// that needs none of the listed names (for instance a /URI action) is not
+// looked for. The reviewer download is therefore still served as an
+// attachment under CSP sandbox (THREATS §4.5).
 func Inspect(r io.Reader, lim Limits) (*Document, error) {
 	lim = lim.withDefaults()
 	if lim.MaxBytes == math.MaxInt64 {

@@ -85,6 +85,9 @@ func seedAll(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	for _, s := range pdfSeeds(f) {
+		f.Add(s)
+	}
 }
 
 // FuzzInspect (THREATS §3.5 FuzzUploadSniff): no panic, bounded time and
@@ -242,6 +245,38 @@ func FuzzImageGate(f *testing.F) {
 		}
 		if err != nil || out.Width != doc.Width || out.Height != doc.Height {
 			t.Fatalf("output %v %+v, document says %d×%d", err, out, doc.Width, doc.Height)
+		}
+	})
+}
+
+// FuzzPDF drives the PDF scanner directly, seeded with PDFs that use object
+// streams, cross-reference streams, filter chains and predictors: no panic,
+// bounded time and memory, errors wrap ErrUnsupported, and an accepted PDF
+// is kept as it came.
+func FuzzPDF(f *testing.F) {
+	f.Add(minimalPDF())
+	f.Add(pdfObjStm("<< /S /JavaScript >>"))
+	for _, s := range pdfSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > int(fuzzLimits.MaxBytes) {
+			return
+		}
+		var (
+			doc *Document
+			err error
+		)
+		lim := fuzzLimits.withDefaults()
+		bounded(t, func() { doc, err = inspectPDF(data, lim) })
+		if err != nil {
+			if !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("error %v does not wrap ErrUnsupported", err)
+			}
+			return
+		}
+		if doc.Kind != KindPDF || !bytes.Equal(doc.Data, data) {
+			t.Fatal("accepted PDF altered")
 		}
 	})
 }
