@@ -519,7 +519,8 @@ func (s *Service) resetTwoStep(ctx context.Context, user, operator string, tell 
 			return err
 		}
 	}
-	for _, k := range []string{"fail:2fa:u:" + user, "ban:2fa:u:" + user, "totp-pending:" + user} {
+	// (An enrolment in progress belongs to its session, which ends below.)
+	for _, k := range []string{"fail:2fa:u:" + user, "ban:2fa:u:" + user} {
 		if err := s.store.Delete(ctx, k); err != nil {
 			return &UnavailableError{err}
 		}

@@ -163,6 +163,20 @@ func TestDeviceRevocation(t *testing.T) {
 		_, c := trustedBob(t, e)
 		res, _ := e.svc.SignIn(ctx, "bob", "bob-password", c)
 		r, _ := e.svc.Resolve(ctx, res.Token)
+		// The trusted browser does not stand in for the code here: the
+		// session gives one first.
+		if _, err := e.svc.EnrollTOTP(ctx, r); !errors.Is(err, ErrStepUp) {
+			t.Fatalf("a new method from a trusted browser's session: %v, want ErrStepUp", err)
+		}
+		e.clock.add(time.Minute) // past the resend cooldown
+		if _, err := e.svc.SendCode(ctx, r, MethodSMS, c); err != nil {
+			t.Fatal(err)
+		}
+		out, err := e.svc.VerifyCode(ctx, r, MethodSMS, e.sms.last(t).Code, false, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ = e.svc.Resolve(ctx, out.Token)
 		if _, err := e.svc.EnrollTOTP(ctx, r); err != nil {
 			t.Fatal(err)
 		}

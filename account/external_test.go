@@ -85,7 +85,7 @@ func TestReauthStandsInForThePassword(t *testing.T) {
 func TestReauthTurnsTwoStepOff(t *testing.T) {
 	e := newTSEnv(t)
 	ctx := context.Background()
-	res, tok := e.signInExternal(t, "zoe", "sub-zoe")
+	res, _ := e.signInExternal(t, "zoe", "sub-zoe")
 	if _, err := e.svc.SetPhone(ctx, res, "+15551234567", MethodSMS, ip1); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,8 @@ func TestReauthTurnsTwoStepOff(t *testing.T) {
 	if err != nil || !out.TurnedOn {
 		t.Fatalf("confirm: %+v, %v", out, err)
 	}
-	res, err = e.svc.Resolve(ctx, tok)
+	// Confirming the method gave the session a new token.
+	res, err = e.svc.Resolve(ctx, out.Token)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,8 @@ var (
 	// pending.
 	ErrAlreadyDecided = fmt.Errorf("%w: the request is no longer pending", ErrConflict)
 	// ErrNothingToConfirm (an ErrConflict): no authenticator app is waiting
-	// for its first code (totp/enroll first, or it expired).
+	// for its first code in this session (totp/enroll first, or it expired,
+	// or the session has had a new token since).
 	ErrNothingToConfirm = fmt.Errorf("%w: no authenticator app waiting for its first code", ErrConflict)
 	// ErrAlreadyVerified (an ErrInvalidCode): the code is used up, by this
 	// same session a moment ago (a form submitted twice); it is not counted
@@ -52,6 +53,12 @@ var (
 	ErrAlreadyVerified = fmt.Errorf("%w: this session passed its second factor a moment ago", ErrInvalidCode)
 	// ErrForbidden: the session may not do this.
 	ErrForbidden = errors.New("forbidden")
+	// ErrStepUp (an ErrForbidden): two-step is on and adding or replacing
+	// a method (or making new backup codes) needs the user's current
+	// second factor, given by this session in the last StepUpWindow and
+	// not stood in for by a trusted browser. The session gives a code
+	// again (the challenge page, code/verify) and retries.
+	ErrStepUp = fmt.Errorf("%w: give a second factor again first", ErrForbidden)
 	// ErrNoMethod: the method is not available to this user.
 	ErrNoMethod = errors.New("method not available")
 	// ErrReauthRequired: the user has no password here (they exist only at
@@ -98,6 +105,25 @@ const maxCodeTries = 5
 // maxFactorFailures locks an account's second factor (SPEC §4), and a
 // client address's.
 const maxFactorFailures = 100
+
+// factorFailureMemory is how long an account's second-factor failures,
+// and its lock, are remembered after the last one: the lock counts
+// consecutive failures (until a second factor passes or an operator's
+// reset-2sv), not failures per ban_time.
+const factorFailureMemory = 30 * 24 * time.Hour
+
+// StepUpWindow is how recent the session's own second factor must be to
+// add or replace a method while two-step is on (REQ-26, REQ-47).
+const StepUpWindow = 10 * time.Minute
+
+// enrolmentLifetime is how long a method being added waits for its first
+// code; confirmWindow, how recent the session's factor must be when that
+// code comes: the enrolment was begun within StepUpWindow of it, so a user
+// who takes a few minutes to scan the QR code is not sent back.
+const (
+	enrolmentLifetime = 15 * time.Minute
+	confirmWindow     = StepUpWindow + enrolmentLifetime
+)
 
 // maxFactorFailuresPerUserIP is how many of one account's failures count
 // toward its client address's counter per ban_time: locking an address
@@ -305,31 +331,92 @@ func (s *Service) factorLocked(ctx context.Context, user string, c Client) error
 	return nil
 }
 
+// factorFailed counts a wrong code. The account's counter lives until a
+// second factor passes (or reset-2sv), for factorFailureMemory after the
+// last failure: maxFactorFailures consecutive failures lock the account's
+// second factor for ban_time, and once locked every further failure locks
+// it again, until a success or an operator clears it (SPEC §4). The user
+// is told by email when the lock begins. The client address's counter is
+// per ban_time.
 func (s *Service) factorFailed(ctx context.Context, user string, c Client) error {
 	now := s.now()
+	if err := s.accountFactorFailed(ctx, user, now); err != nil {
+		return err
+	}
 	win := s.cfg.Regulation.BanTime
-	keys := []string{"2fa:u:" + user}
 	// This account's share of the address's counter; unlike the account's
 	// own counter it is not cleared by a success.
 	share, _, err := s.store.Incr(ctx, "fail:2fa:ipu:"+c.network()+":"+user, win, now)
 	if err != nil {
 		return &UnavailableError{err}
 	}
-	if share <= maxFactorFailuresPerUserIP {
-		keys = append(keys, "2fa:ip:"+c.network())
+	if share > maxFactorFailuresPerUserIP {
+		return nil
 	}
-	for _, k := range keys {
-		n, _, err := s.store.Incr(ctx, "fail:"+k, win, now)
-		if err != nil {
+	k := "2fa:ip:" + c.network()
+	n, _, err := s.store.Incr(ctx, "fail:"+k, win, now)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	if n >= maxFactorFailures {
+		until := now.Add(win)
+		if err := s.store.Put(ctx, "ban:"+k, []byte(strconv.FormatInt(until.UnixNano(), 10)), win, now); err != nil {
 			return &UnavailableError{err}
 		}
-		if n >= maxFactorFailures {
-			until := now.Add(win)
-			if err := s.store.Put(ctx, "ban:"+k, []byte(strconv.FormatInt(until.UnixNano(), 10)), win, now); err != nil {
-				return &UnavailableError{err}
-			}
-			s.audit.Warn("second factor locked", zap.String("key", k), zap.Time("until", until))
-			s.metrics.SignIn("second_factor", "locked")
+		s.audit.Warn("second factor locked", zap.String("key", k), zap.Time("until", until))
+		s.metrics.SignIn("second_factor", "locked")
+	}
+	return nil
+}
+
+// accountFactorFailed is factorFailed's per-account part. The lock record
+// ("ban:2fa:u:<user>") outlives its ban_time: while it exists the account
+// stays locked, and each failure after a ban ends bans again.
+func (s *Service) accountFactorFailed(ctx context.Context, user string, now time.Time) error {
+	k := "2fa:u:" + user
+	n, _, err := s.store.Incr(ctx, "fail:"+k, factorFailureMemory, now)
+	if err != nil {
+		return &UnavailableError{err}
+	}
+	_, err = s.store.Get(ctx, "ban:"+k, now)
+	locked := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return &UnavailableError{err}
+	}
+	if !locked && n < maxFactorFailures {
+		return nil
+	}
+	until := now.Add(s.cfg.Regulation.BanTime)
+	v := []byte(strconv.FormatInt(until.UnixNano(), 10))
+	began := false
+	if !locked {
+		// Of concurrent failures (on several nodes) one begins the lock.
+		if _, began, err = s.store.PutIfAbsent(ctx, "ban:"+k, v, factorFailureMemory, now); err != nil {
+			return &UnavailableError{err}
+		}
+	}
+	if !began {
+		if err := s.store.Put(ctx, "ban:"+k, v, factorFailureMemory, now); err != nil {
+			return &UnavailableError{err}
+		}
+	}
+	s.audit.Warn("second factor locked", zap.String("key", k), zap.Time("until", until), zap.Int64("failures", n))
+	s.metrics.SignIn("second_factor", "locked")
+	if began {
+		if u, ok := s.users.DB().Lookup(user); ok {
+			s.mail(ctx, u, "Sign-in codes locked",
+				"Too many wrong verification codes were entered for your account, so codes are refused for a while. If this wasn't you, someone may know your password: tell your administrator.")
+		}
+	}
+	return nil
+}
+
+// factorPassed clears the account's failure counter and lock record after
+// a passed second factor (a lock still running was checked before).
+func (s *Service) factorPassed(ctx context.Context, user string) error {
+	for _, k := range []string{"fail:2fa:u:" + user, "ban:2fa:u:" + user} {
+		if err := s.store.Delete(ctx, k); err != nil {
+			return &UnavailableError{err}
 		}
 	}
 	return nil
@@ -695,8 +782,8 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 		}
 		return nil, err
 	}
-	if err := s.store.Delete(ctx, "fail:2fa:u:"+user); err != nil {
-		return nil, &UnavailableError{err}
+	if err := s.factorPassed(ctx, user); err != nil {
+		return nil, err
 	}
 	// A provider account that came with this sign-in is the user's now.
 	if err := s.commitPendingLink(ctx, res.Session, c); err != nil {
@@ -774,14 +861,29 @@ type TOTPEnrollment struct {
 	QRPNG  []byte
 }
 
+// totpPendingKey is where EnrollTOTP keeps the authenticator being set up:
+// per session, so that another session of the user (one made with a
+// leaked password) can neither read it nor put one of its own in its
+// place. A new token (a passed second factor, a confirmed method) starts
+// a new session id: what was pending under the old one is not carried
+// over (the user starts again; it expires by itself).
+func totpPendingKey(user, sessionID string) string {
+	return "totp-pending:" + user + ":" + sessionID
+}
+
+// phonePurpose is the code purpose of a new phone's confirmation: per
+// session, like totpPendingKey (the code's key and hash name the session).
+func phonePurpose(sessionID string) string { return "phone:" + sessionID }
+
 // EnrollTOTP starts adding an authenticator app: a new secret, kept
-// (sealed) until the user enters a correct first code.
+// (sealed) for this session until the user enters a correct first code.
+// While two-step is on it needs a recent second factor (ErrStepUp).
 func (s *Service) EnrollTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollment, error) {
 	if !canManage(res) {
 		return nil, ErrForbidden
 	}
 	user := res.Session.User
-	if err := s.requireFullIfEnabled(ctx, res); err != nil {
+	if err := s.requireFreshFactor(ctx, res); err != nil {
 		return nil, err
 	}
 	key, err := otp.NewTOTPKey(s.cfg.TOTP.Issuer, res.User.Name)
@@ -792,42 +894,44 @@ func (s *Service) EnrollTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollmen
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := s.seal.seal([]byte(key.Secret), "totp-pending:"+user)
+	pk := totpPendingKey(user, res.Session.ID)
+	sealed, err := s.seal.seal([]byte(key.Secret), pk)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.Put(ctx, "totp-pending:"+user, sealed, 15*time.Minute, s.now()); err != nil {
+	if err := s.store.Put(ctx, pk, sealed, enrolmentLifetime, s.now()); err != nil {
 		return nil, &UnavailableError{err}
 	}
 	return &TOTPEnrollment{Secret: key.Secret, URL: key.URL, QRPNG: png}, nil
 }
 
-// pendingTOTPSecret opens the secret EnrollTOTP keeps until its first code
-// is confirmed; ErrNothingToConfirm when there is none.
-func (s *Service) pendingTOTPSecret(ctx context.Context, user string) ([]byte, error) {
-	sealed, err := s.store.Get(ctx, "totp-pending:"+user, s.now())
+// pendingTOTPSecret opens the secret EnrollTOTP keeps for the session
+// until its first code is confirmed; ErrNothingToConfirm when there is
+// none.
+func (s *Service) pendingTOTPSecret(ctx context.Context, sess *store.Session) ([]byte, error) {
+	pk := totpPendingKey(sess.User, sess.ID)
+	sealed, err := s.store.Get(ctx, pk, s.now())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNothingToConfirm
 	}
 	if err != nil {
 		return nil, &UnavailableError{err}
 	}
-	secret, err := s.seal.open(sealed, "totp-pending:"+user)
+	secret, err := s.seal.open(sealed, pk)
 	if err != nil {
 		return nil, &UnavailableError{err}
 	}
 	return secret, nil
 }
 
-// PendingTOTP returns the authenticator being set up (after EnrollTOTP, not
-// yet confirmed), so that a page can show its QR code again after a wrong
-// first code; ErrNothingToConfirm when there is none.
+// PendingTOTP returns the authenticator this session is setting up (after
+// EnrollTOTP, not yet confirmed), so that a page can show its QR code
+// again after a wrong first code; ErrNothingToConfirm when there is none.
 func (s *Service) PendingTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollment, error) {
 	if !canManage(res) {
 		return nil, ErrForbidden
 	}
-	user := res.Session.User
-	secret, err := s.pendingTOTPSecret(ctx, user)
+	secret, err := s.pendingTOTPSecret(ctx, res.Session)
 	if err != nil {
 		return nil, err
 	}
@@ -842,32 +946,53 @@ func (s *Service) PendingTOTP(ctx context.Context, res *Resolved) (*TOTPEnrollme
 	return &TOTPEnrollment{Secret: key.Secret, URL: key.URL, QRPNG: png}, nil
 }
 
-// requireFullIfEnabled: once two-step is on, changing methods needs a
-// session that passed the second factor.
-func (s *Service) requireFullIfEnabled(ctx context.Context, res *Resolved) error {
-	if res.Session.State == store.StateTwoFactor || res.Session.State == store.StateEnrollment {
-		return nil
-	}
+// requireFreshFactor: once two-step is on, adding or replacing a method
+// binds a new authenticator (REQ-26), so it needs the user's current one:
+// see freshFactor.
+func (s *Service) requireFreshFactor(ctx context.Context, res *Resolved) error {
 	r, err := s.loadRecord(ctx, res.Session.User)
 	if err != nil {
 		return err
 	}
-	if s.enabled(res.User, r) {
+	return s.freshFactor(res, r, StepUpWindow)
+}
+
+// freshFactor: with two-step off, nil (the password is the account's only
+// factor). With it on, only a two_factor session whose own second factor
+// was given in the last StepUpWindow, not a trusted browser's stand-in:
+// a stale or copied session cookie, or a trusted browser, must not put a
+// factor of its own in the user's place. ErrStepUp when the session can
+// give a code again; ErrForbidden when it cannot (it must sign in again).
+func (s *Service) freshFactor(res *Resolved, r *record, within time.Duration) error {
+	if !s.enabled(res.User, r) {
+		return nil
+	}
+	sess := res.Session
+	if sess.State != store.StateTwoFactor {
 		return ErrForbidden
+	}
+	age := s.now().Sub(sess.SecondFactorAt)
+	if sess.Device != "" || sess.SecondFactorAt.IsZero() || age > within || age < -StepUpWindow {
+		return ErrStepUp
 	}
 	return nil
 }
 
 // ConfirmResult is what confirming a method returns: backup codes when
-// this turned two-step on (shown once).
+// this turned two-step on (shown once), and the session's new token.
 type ConfirmResult struct {
 	BackupCodes []string
 	TurnedOn    bool
+	// Token is the new session cookie value: confirming a method ends the
+	// old token (Session is the new session).
+	Token   string
+	Session *store.Session
 }
 
 // beginConfirm checks what confirming any method needs: a session that may
-// manage methods, a code, and an unlocked second factor; it takes the
-// user's turn (see userGate), which the caller ends with the returned func.
+// manage methods, a code, a recent second factor while two-step is on,
+// and an unlocked second factor; it takes the user's turn (see userGate),
+// which the caller ends with the returned func.
 func (s *Service) beginConfirm(ctx context.Context, res *Resolved, code string, c Client) (string, func(), error) {
 	if !canManage(res) {
 		return "", nil, ErrForbidden
@@ -879,6 +1004,14 @@ func (s *Service) beginConfirm(ctx context.Context, res *Resolved, code string, 
 	if err != nil {
 		return "", nil, err
 	}
+	r, err := s.loadRecord(ctx, res.Session.User)
+	if err == nil {
+		err = s.freshFactor(res, r, confirmWindow)
+	}
+	if err != nil {
+		unlock()
+		return "", nil, err
+	}
 	if err := s.factorLocked(ctx, res.Session.User, c); err != nil {
 		unlock()
 		return "", nil, err
@@ -886,16 +1019,17 @@ func (s *Service) beginConfirm(ctx context.Context, res *Resolved, code string, 
 	return res.Session.User, unlock, nil
 }
 
-// ConfirmTOTP checks the first code of a pending authenticator and makes
-// it a method; two-step turns on if it was off. The session rises to
-// two_factor (the user has just shown the factor).
+// ConfirmTOTP checks the first code of the session's pending authenticator
+// and makes it a method; two-step turns on if it was off, and then the
+// session rises to two_factor (the user has just shown the factor). The
+// session gets a new token either way.
 func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
 	user, unlock, err := s.beginConfirm(ctx, res, code, c)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	secret, err := s.pendingTOTPSecret(ctx, user)
+	secret, err := s.pendingTOTPSecret(ctx, res.Session)
 	if err != nil {
 		return nil, err
 	}
@@ -906,7 +1040,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c
 		}
 		return nil, ErrInvalidCode
 	}
-	if _, err := s.store.Take(ctx, "totp-pending:"+user, s.now()); errors.Is(err, store.ErrNotFound) {
+	if _, err := s.store.Take(ctx, totpPendingKey(user, res.Session.ID), s.now()); errors.Is(err, store.ErrNotFound) {
 		return nil, ErrInvalidCode // confirmed concurrently
 	} else if err != nil {
 		return nil, &UnavailableError{err}
@@ -915,11 +1049,15 @@ func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c
 	if err != nil {
 		return nil, err
 	}
+	wasOn := s.enabled(res.User, r)
+	if err := s.freshFactor(res, r, confirmWindow); err != nil {
+		return nil, err // two-step came on meanwhile
+	}
 	if r.TOTP, err = s.seal.seal(secret, "totp:"+user); err != nil {
 		return nil, err
 	}
 	r.TOTPLastStep = step
-	out, err := s.turnOnWith(ctx, res, r, "authenticator app added")
+	out, err := s.turnOnWith(ctx, res, r, wasOn, "authenticator app added")
 	if err != nil {
 		return nil, err
 	}
@@ -929,7 +1067,9 @@ func (s *Service) ConfirmTOTP(ctx context.Context, res *Resolved, code string, c
 
 var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 
-// SetPhone sends a confirmation code to a new phone number by sms or voice.
+// SetPhone sends a confirmation code to a new phone number by sms or voice,
+// for this session to confirm. While two-step is on it needs a recent
+// second factor (ErrStepUp).
 func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method string, c Client) (*SendResult, error) {
 	if !canManage(res) {
 		return nil, ErrForbidden
@@ -943,7 +1083,7 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 	if s.senderFor(method) == nil {
 		return nil, ErrNoMethod
 	}
-	if err := s.requireFullIfEnabled(ctx, res); err != nil {
+	if err := s.requireFreshFactor(ctx, res); err != nil {
 		return nil, err
 	}
 	user := res.Session.User
@@ -954,7 +1094,7 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 	if err != nil {
 		return nil, err
 	}
-	code, err := s.issueCode(ctx, user, "phone", method, sealed, method)
+	code, err := s.issueCode(ctx, user, phonePurpose(res.Session.ID), method, sealed, method)
 	if err != nil {
 		return nil, err
 	}
@@ -968,15 +1108,16 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 	return &SendResult{SentTo: otp.Mask(phone), ResendAfter: s.cfg.Code.ResendAfter}, nil
 }
 
-// ConfirmPhone checks the code sent to the new number and makes it the
-// account's phone (sms and voice methods); two-step turns on if it was off.
+// ConfirmPhone checks the code that SetPhone sent for this session and
+// makes the new number the account's phone (sms and voice methods);
+// two-step turns on if it was off. The session gets a new token.
 func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, c Client) (*ConfirmResult, error) {
 	user, unlock, err := s.beginConfirm(ctx, res, code, c)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	rec, err := s.checkCode(ctx, user, "phone", "", code)
+	rec, err := s.checkCode(ctx, user, phonePurpose(res.Session.ID), "", code)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
 			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
@@ -993,11 +1134,15 @@ func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, 
 	if err != nil {
 		return nil, err
 	}
+	wasOn := s.enabled(res.User, r)
+	if err := s.freshFactor(res, r, confirmWindow); err != nil {
+		return nil, err // two-step came on meanwhile
+	}
 	if r.Phone, err = s.seal.seal(phone, "phone:"+user); err != nil {
 		return nil, err
 	}
 	r.PhoneLast4 = string(phone[len(phone)-4:])
-	out, err := s.turnOnWith(ctx, res, r, "phone number changed")
+	out, err := s.turnOnWith(ctx, res, r, wasOn, "phone number changed")
 	if err != nil {
 		return nil, err
 	}
@@ -1007,14 +1152,19 @@ func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, 
 
 // turnOnWith saves a record that gained a method: two-step turns on if it
 // was off, with a fresh set of backup codes shown once (any earlier set,
-// kept while two-step was off, stops working), and the session rises to
-// two_factor.
-func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, event string) (*ConfirmResult, error) {
+// kept while two-step was off, stops working). The session goes on under
+// a new token (REQ-40: a token copied before must not gain what this
+// confirmation gives). Only when two-step was off (wasOn false: the
+// method just shown is the account's factor now) does the session rise
+// to two_factor with its second factor given now; a method added while
+// two-step was on leaves the session's level and factor time as they
+// were (freshFactor required them recent).
+func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, wasOn bool, event string) (*ConfirmResult, error) {
 	user := res.Session.User
 	out := &ConfirmResult{}
 	if !r.Enabled {
 		r.Enabled = true
-		out.TurnedOn = true
+		out.TurnedOn = !wasOn
 		codes, err := s.newBackupCodes(ctx, user, r)
 		if err != nil {
 			return nil, err
@@ -1036,18 +1186,29 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, even
 	if err := s.store.Delete(ctx, mustEnrollKey(user)); err != nil {
 		return nil, &UnavailableError{err}
 	}
-	sess := *res.Session
-	sess.State = store.StateTwoFactor
-	sess.SecondFactorAt = s.now()
-	sess.Device = ""
-	// Replace, never create: if "sign out everywhere" ended this session
-	// meanwhile, confirming a method does not bring it back.
-	if err := s.store.ReplaceSession(ctx, &sess); errors.Is(err, store.ErrNotFound) {
+	now := s.now()
+	token, id, err := s.newToken()
+	if err != nil {
+		return nil, err
+	}
+	next := res.Session.Clone()
+	next.ID = id
+	next.LastSeen = now
+	if !wasOn {
+		next.State = store.StateTwoFactor
+		next.SecondFactorAt = now
+		next.Device = ""
+	}
+	// The new session replaces the old one only while that is still
+	// stored: if "sign out everywhere" ended it meanwhile, confirming a
+	// method does not bring it back.
+	if err := s.store.SwapSession(ctx, res.Session.ID, next, now); errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoSession
 	} else if err != nil {
 		return nil, &UnavailableError{err}
 	}
-	res.Session = &sess
+	res.Session = next
+	out.Token, out.Session = token, next
 	if out.TurnedOn {
 		s.mail(ctx, res.User, "Two-step verification is on",
 			"Two-step verification is now on for your account. Each sign-in will ask for a code as well as your password.")
@@ -1103,12 +1264,14 @@ func (s *Service) newBackupCodes(ctx context.Context, user string, r *record) ([
 }
 
 // RegenerateBackupCodes checks the password and issues 10 new backup codes;
-// the old ones stop working.
+// the old ones stop working. Backup codes are a second factor that lasts:
+// while two-step is on this needs a recent second factor too (ErrStepUp,
+// REQ-47).
 func (s *Service) RegenerateBackupCodes(ctx context.Context, res *Resolved, password string, c Client) ([]string, error) {
 	if res.Session.State != store.StateOneFactor && res.Session.State != store.StateTwoFactor {
 		return nil, ErrForbidden
 	}
-	if err := s.requireFullIfEnabled(ctx, res); err != nil {
+	if err := s.requireFreshFactor(ctx, res); err != nil {
 		return nil, err
 	}
 	if err := s.checkPassword(ctx, res, password, c); err != nil {
@@ -1208,8 +1371,22 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 	if err := s.checkPassword(ctx, res, password, c); err != nil {
 		return err
 	}
+	// One code per user at a time, so that the lock counts every guess
+	// before the next is looked at (see userGate).
+	unlock, err := s.gate.lock(ctx, user, maxHashWait)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := s.factorLocked(ctx, user, c); err != nil {
 		return err
+	}
+	// The record as it is now, in the user's turn.
+	if r, err = s.loadRecord(ctx, user); err != nil {
+		return err
+	}
+	if !s.enabled(res.User, r) {
+		return nil
 	}
 	if err := s.anyFactor(ctx, res.User, r, code); err != nil {
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/twostep-auth/twostep/internal/notify"
 	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/policy"
 )
 
 // recorder is a Sender that keeps what it was asked to send, or fails.
@@ -653,4 +655,473 @@ func TestSignInAsksStoreIntact(t *testing.T) {
 	if res, err := e.svc.SignIn(ctx, "alice", "alice-password", ip1); err != nil || res.Session.State != store.StateOneFactor {
 		t.Fatalf("alice on an intact store: %v", err)
 	}
+}
+
+func totpCode(t *testing.T, secret string, at time.Time) string {
+	t.Helper()
+	c, err := totp.GenerateCode(secret, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fullBob enrols bob's phone and returns a two_factor session made with
+// an sms code, and its token.
+func fullBob(t *testing.T, e *tsEnv) (*Resolved, string) {
+	t.Helper()
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, false, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.Resolve(ctx, out.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, out.Token
+}
+
+// stepUp gives bob's session an sms code again and returns it under its
+// new token.
+func (e *tsEnv) stepUp(t *testing.T, res *Resolved) *Resolved {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.svc.SendCode(ctx, res, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.VerifyCode(ctx, res, MethodSMS, e.sms.last(t).Code, false, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := e.svc.Resolve(ctx, out.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
+
+// A session whose second factor is older than StepUpWindow (a stolen
+// cookie, a browser left open) cannot bind a new authenticator while
+// two-step is on, nor make backup codes: it would pass a max_age rule
+// with a factor of its own and replace the user's (REQ-26, REQ-47). It
+// gives a code again first; the confirmation checks again.
+func TestMethodChangeNeedsFreshFactor(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	_, tok := fullBob(t, e)
+	rule := &policy.Rule{Level: policy.TwoFactor, MaxAge: 15 * time.Minute}
+
+	e.clock.add(20 * time.Minute)
+	res, err := e.svc.Resolve(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.EnrollTOTP(ctx, res); !errors.Is(err, ErrStepUp) || !errors.Is(err, ErrForbidden) {
+		t.Fatalf("totp/enroll from a stale session: %v, want ErrStepUp", err)
+	}
+	if _, err := e.svc.SetPhone(ctx, res, "+15559990000", MethodSMS, ip2); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("phone from a stale session: %v, want ErrStepUp", err)
+	}
+	if _, err := e.svc.RegenerateBackupCodes(ctx, res, "bob-password", ip2); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("backup codes from a stale session: %v, want ErrStepUp", err)
+	}
+	sub := res.Subject()
+	if got := policy.Decide(rule, &sub, e.clock.now()); got != policy.SecondFactor {
+		t.Fatalf("the stale session on a max_age route: %v, want SecondFactor", got)
+	}
+
+	// A code again: the change may go ahead, within the window; an
+	// enrolment begun near its end may be confirmed a little after it (the
+	// user scanning the QR code is not sent back).
+	res = e.stepUp(t, res)
+	e.clock.add(StepUpWindow - time.Minute)
+	enr, err := e.svc.EnrollTOTP(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(5 * time.Minute)
+	late, err := e.svc.ConfirmTOTP(ctx, res, totpCode(t, enr.Secret, e.clock.now()), ip1)
+	if err != nil {
+		t.Fatalf("totp/confirm of an enrolment begun within the window: %v", err)
+	}
+	if res, err = e.svc.Resolve(ctx, late.Token); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(time.Minute) // the next code is another TOTP step
+
+	res = e.stepUp(t, res)
+	at := res.Session.SecondFactorAt
+	enr, err = e.svc.EnrollTOTP(ctx, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(2 * time.Minute)
+	out, err := e.svc.ConfirmTOTP(ctx, res, totpCode(t, enr.Secret, e.clock.now()), ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.TurnedOn || len(out.BackupCodes) != 0 {
+		t.Fatalf("a method added with two-step on: %+v", out)
+	}
+	// Adding a method is not giving the second factor: the session keeps
+	// the time of the code it gave.
+	if !res.Session.SecondFactorAt.Equal(at) || res.Session.State != store.StateTwoFactor {
+		t.Fatalf("after the confirmation: %v at %v, want two_factor at %v", res.Session.State, res.Session.SecondFactorAt, at)
+	}
+}
+
+// no_trusted_device: a session that a trusted browser raised cannot add a
+// method (which would clear its device and stamp a fresh factor), so it
+// cannot pass such a rule without the user's code.
+func TestTrustedBrowserCannotAddMethod(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	_, c := trustedBob(t, e)
+	e.clock.add(time.Minute)
+	si, err := e.svc.SignIn(ctx, "bob", "bob-password", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.svc.Resolve(ctx, si.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := &policy.Rule{Level: policy.TwoFactor, NoTrustedDevice: true}
+	sub := res.Subject()
+	if got := policy.Decide(rule, &sub, e.clock.now()); got != policy.SecondFactor {
+		t.Fatalf("precondition: device session on a no_trusted_device route: %v", got)
+	}
+	if _, err := e.svc.EnrollTOTP(ctx, res); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("totp/enroll from a trusted browser's session: %v, want ErrStepUp", err)
+	}
+	if _, err := e.svc.SetPhone(ctx, res, "+15559990000", MethodVoice, c); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("phone from a trusted browser's session: %v, want ErrStepUp", err)
+	}
+	if _, err := e.svc.ConfirmTOTP(ctx, res, "123456", c); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("totp/confirm from a trusted browser's session: %v, want ErrStepUp", err)
+	}
+}
+
+// Changing the phone binds a new authenticator (REQ-26): a session cookie
+// alone, hours after its factor, does not move the account's sms/voice
+// factor to another number.
+func TestStaleSessionCannotMovePhone(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	res, tok := fullBob(t, e)
+	for range 8 { // four hours, kept alive by requests
+		e.clock.add(29 * time.Minute)
+		var err error
+		if res, err = e.svc.Resolve(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.SetPhone(ctx, res, "+15559990000", MethodSMS, ip2); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("phone from a four-hour-old session: %v, want ErrStepUp", err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, res, "123456", ip2); !errors.Is(err, ErrStepUp) {
+		t.Fatalf("phone/confirm from a four-hour-old session: %v, want ErrStepUp", err)
+	}
+	u, _ := e.dir.DB().Lookup("bob")
+	if info, err := e.svc.TwoStep(ctx, u); err != nil || info.PhoneMasked != "•••• 4567" {
+		t.Fatalf("bob's phone: %+v, %v", info, err)
+	}
+}
+
+// SPEC §4, NIST 63B §5.2.2: the lock counts consecutive failures, not
+// failures per ban_time: 99 wrong codes per ban_time do not go on for
+// ever.
+func TestFactorLockCountsConsecutiveFailures(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	for i := 0; i < maxFactorFailures-1; i++ {
+		if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-aaaaa", false, ip1); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	e.clock.add(e.svc.cfg.Regulation.BanTime + time.Second)
+	half = e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-aaaaa", false, ip1); !errors.Is(err, ErrInvalidCode) {
+		t.Fatalf("the 100th guess, after ban_time: %v", err)
+	}
+	var rl *RateLimitedError
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-aaaaa", false, ip1); !errors.As(err, &rl) {
+		t.Fatalf("after 100 consecutive failures over two ban_times: %v, want locked", err)
+	}
+}
+
+// Once locked, the second factor stays locked until a success: each
+// failure after a ban ends bans again. The user is told once per lock. A
+// passed factor clears the count.
+func TestFactorLockHoldsUntilSuccess(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	a := e.signIn(t, "alice", "alice-password")
+	if _, err := e.svc.SetPhone(ctx, a, "+15557654321", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	on, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks := func() int {
+		e.mail.mu.Lock()
+		defer e.mail.mu.Unlock()
+		n := 0
+		for _, m := range e.mail.msgs {
+			if m.Subject == "Sign-in codes locked" && m.To == "alice@example.com" {
+				n++
+			}
+		}
+		return n
+	}
+	fail := func(times int) {
+		t.Helper()
+		for i := 0; i < times; i++ {
+			if err := e.svc.factorFailed(ctx, "alice", Client{IP: ip2.IP}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var rl *RateLimitedError
+	fail(maxFactorFailures - 1)
+	if err := e.svc.factorLocked(ctx, "alice", ip1); err != nil || locks() != 0 {
+		t.Fatalf("after %d failures: %v, %d lock emails", maxFactorFailures-1, err, locks())
+	}
+	fail(1)
+	if err := e.svc.factorLocked(ctx, "alice", ip1); !errors.As(err, &rl) || locks() != 1 {
+		t.Fatalf("after %d failures: %v, %d lock emails, want locked and one", maxFactorFailures, err, locks())
+	}
+	for range 3 {
+		e.clock.add(e.svc.cfg.Regulation.BanTime + time.Second)
+		if err := e.svc.factorLocked(ctx, "alice", ip1); err != nil {
+			t.Fatalf("after ban_time: %v, want one more try", err)
+		}
+		half := e.signIn(t, "alice", "alice-password")
+		if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, "aaaaa-aaaaa", false, ip1); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("the try after ban_time: %v", err)
+		}
+		if err := e.svc.factorLocked(ctx, "alice", ip1); !errors.As(err, &rl) {
+			t.Fatalf("a failure after the ban ended: %v, want locked again", err)
+		}
+	}
+	if locks() != 1 {
+		t.Fatalf("%d lock emails for one lock, want 1", locks())
+	}
+	// The right code after ban_time clears the count.
+	e.clock.add(e.svc.cfg.Regulation.BanTime + time.Second)
+	half := e.signIn(t, "alice", "alice-password")
+	if _, err := e.svc.VerifyCode(ctx, half, MethodBackup, on.BackupCodes[0], false, ip1); err != nil {
+		t.Fatal(err)
+	}
+	fail(maxFactorFailures - 1)
+	if err := e.svc.factorLocked(ctx, "alice", ip1); err != nil {
+		t.Fatalf("failures after a success: %v, want a new count", err)
+	}
+	fail(1)
+	if err := e.svc.factorLocked(ctx, "alice", ip1); !errors.As(err, &rl) || locks() != 2 {
+		t.Fatalf("a second lock: %v, %d lock emails, want locked and two", err, locks())
+	}
+}
+
+// The operator's reset-2sv clears the second-factor lock for good.
+func TestResetTwoStepClearsFactorLock(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	for i := 0; i < maxFactorFailures; i++ {
+		if err := e.svc.factorFailed(ctx, "bob", Client{IP: ip2.IP}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rl *RateLimitedError
+	if err := e.svc.factorLocked(ctx, "bob", ip1); !errors.As(err, &rl) {
+		t.Fatalf("precondition: %v, want locked", err)
+	}
+	if err := e.svc.ResetTwoStep(ctx, "bob", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.factorLocked(ctx, "bob", ip1); err != nil {
+		t.Fatalf("after reset-2sv: %v", err)
+	}
+	if err := e.svc.factorFailed(ctx, "bob", ip1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.factorLocked(ctx, "bob", ip1); err != nil {
+		t.Fatalf("one failure after reset-2sv: %v, want a new count", err)
+	}
+}
+
+// What a session is setting up (an authenticator's secret, a new phone's
+// code) is its own: another session of the user (one made with a leaked
+// password) can neither read it nor put its own in its place.
+func TestEnrolmentIsPerSession(t *testing.T) {
+	ctx := context.Background()
+	t.Run("authenticator", func(t *testing.T) {
+		e := newTSEnv(t)
+		victim := e.signIn(t, "alice", "alice-password")
+		attacker := e.signIn(t, "alice", "alice-password")
+		mine, err := e.svc.EnrollTOTP(ctx, victim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.PendingTOTP(ctx, attacker); !errors.Is(err, ErrNothingToConfirm) {
+			t.Fatalf("another session reads the pending authenticator: %v", err)
+		}
+		theirs, err := e.svc.EnrollTOTP(ctx, attacker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shown, err := e.svc.PendingTOTP(ctx, victim); err != nil || shown.Secret != mine.Secret {
+			t.Fatalf("the victim's pending authenticator after another session's enrolment: %v", err)
+		}
+		if _, err := e.svc.ConfirmTOTP(ctx, attacker, totpCode(t, mine.Secret, e.clock.now()), ip2); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("another session confirms the victim's secret: %v", err)
+		}
+		if _, err := e.svc.ConfirmTOTP(ctx, victim, totpCode(t, mine.Secret, e.clock.now()), ip1); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.add(30 * time.Second)
+		half := e.signIn(t, "alice", "alice-password")
+		if _, err := e.svc.VerifyCode(ctx, half, MethodTOTP, totpCode(t, theirs.Secret, e.clock.now()), false, ip2); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("the other session's secret passes two-step: %v", err)
+		}
+	})
+	t.Run("phone", func(t *testing.T) {
+		e := newTSEnv(t)
+		victim := e.signIn(t, "alice", "alice-password")
+		attacker := e.signIn(t, "alice", "alice-password")
+		if _, err := e.svc.SetPhone(ctx, victim, "+15557654321", MethodSMS, ip1); err != nil {
+			t.Fatal(err)
+		}
+		code := e.sms.last(t).Code
+		if _, err := e.svc.SetPhone(ctx, attacker, "+15559990000", MethodVoice, ip2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.ConfirmPhone(ctx, attacker, code, ip2); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("another session confirms with the victim's code: %v", err)
+		}
+		if _, err := e.svc.ConfirmPhone(ctx, victim, code, ip1); err != nil {
+			t.Fatalf("the victim's code after another session asked for one: %v", err)
+		}
+		u, _ := e.dir.DB().Lookup("alice")
+		if info, err := e.svc.TwoStep(ctx, u); err != nil || info.PhoneMasked != "•••• 4321" {
+			t.Fatalf("alice's phone: %+v, %v", info, err)
+		}
+	})
+	t.Run("not kept across a new token", func(t *testing.T) {
+		e := newTSEnv(t)
+		a := e.signIn(t, "alice", "alice-password")
+		enr, err := e.svc.EnrollTOTP(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.SetPhone(ctx, a, "+15557654321", MethodSMS, ip1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.ConfirmTOTP(ctx, a, totpCode(t, enr.Secret, e.clock.now()), ip1); !errors.Is(err, ErrNothingToConfirm) {
+			t.Fatalf("an authenticator pending under the old token: %v, want ErrNothingToConfirm", err)
+		}
+	})
+}
+
+// Confirming a method issues a new token (ASVS 3.2.1, REQ-40): the token
+// from before (planted or copied) is ended, not raised to two_factor.
+func TestConfirmMethodIssuesNewToken(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	si, err := e.svc.SignIn(ctx, "alice", "alice-password", ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _ := e.svc.Resolve(ctx, si.Token)
+	if _, err := e.svc.SetPhone(ctx, res, "+15557654321", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.ConfirmPhone(ctx, res, e.sms.last(t).Code, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Resolve(ctx, si.Token); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("the token from before the confirmation: %v, want ErrNoSession", err)
+	}
+	if out.Token == "" || out.Token == si.Token || out.Session == nil || out.Session.ID == si.Session.ID || res.Session.ID != out.Session.ID {
+		t.Fatalf("confirm result %+v", out)
+	}
+	next, err := e.svc.Resolve(ctx, out.Token)
+	if err != nil || next.Session.State != store.StateTwoFactor || !next.Session.SecondFactorAt.Equal(e.clock.now()) {
+		t.Fatalf("the new token: %+v, %v", next, err)
+	}
+}
+
+// Turning two-step off checks a code in the user's turn (userGate), as
+// every other place a factor is checked: concurrent guesses stop at the
+// lock. The store below holds each backup-code lookup until a few
+// requests are in it (at most 300 ms), to make the interleaving certain.
+func TestTurnOffGuessesStopAtTheLock(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	res, _ := fullBob(t, e)
+	// 99 failures so far: one more guess may be looked at, then the lock.
+	for i := 0; i < maxFactorFailures-1; i++ {
+		if err := e.svc.factorFailed(ctx, "bob", Client{IP: ip2.IP}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 8
+	b := &backupTakeBarrier{Store: e.svc.store, n: n, all: make(chan struct{})}
+	e.svc.store = b
+	var tried atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.svc.SetTwoStep(ctx, res, false, "bob-password", "aaaaa-bbbbb", ip1)
+			if errors.Is(err, ErrInvalidCode) {
+				tried.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if tried.Load() != 1 {
+		t.Errorf("after %d failures, %d concurrent wrong codes were looked at by two-step-off requests, want 1 (the lock is at %d)", maxFactorFailures-1, tried.Load(), maxFactorFailures)
+	}
+}
+
+// backupTakeBarrier holds each backup-code Take until n have arrived (or
+// 300 ms passed).
+type backupTakeBarrier struct {
+	store.Store
+	mu      sync.Mutex
+	arrived int
+	n       int
+	all     chan struct{}
+}
+
+func (b *backupTakeBarrier) Take(ctx context.Context, key string, now time.Time) ([]byte, error) {
+	if strings.HasPrefix(key, "backup:") {
+		b.mu.Lock()
+		b.arrived++
+		if b.arrived == b.n {
+			close(b.all)
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.all:
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	return b.Store.Take(ctx, key, now)
 }

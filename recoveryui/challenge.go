@@ -109,6 +109,10 @@ func (p *Portal) challengePage(w http.ResponseWriter, r *http.Request, env Env) 
 		p.render(w, http.StatusConflict, "challenge.html", d)
 		return
 	}
+	if r.FormValue("step_up") == "1" && res.Session.State == store.StateTwoFactor {
+		// Sent here by the settings page: a change of sign-in methods.
+		d.Notice = "To change how you sign in, confirm it's you with a code first."
+	}
 	status := http.StatusOK
 	if r.Method == http.MethodPost {
 		switch r.PostFormValue("action") {

@@ -89,13 +89,16 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 	case "totp-enroll":
 		out, err := p.Account.EnrollTOTP(ctx, res)
 		if err != nil {
-			return p.pageError(w, d, err, nil)
+			return p.settingsError(w, r, d, err)
 		}
 		d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(out.QRPNG))
 		d.Secret = groupSecret(out.Secret)
 		d.ConfirmTOTP = true
 	case "totp-confirm":
 		out, err := p.Account.ConfirmTOTP(ctx, res, strings.TrimSpace(r.PostFormValue("code")), env.Client)
+		if errors.Is(err, account.ErrStepUp) {
+			return p.stepUp(w, r, d)
+		}
 		if err != nil {
 			d.ConfirmTOTP = true
 			// The same QR code and key again, for a user who has to scan
@@ -106,6 +109,7 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 			}
 			return p.pageError(w, d, err, nil)
 		}
+		p.setSession(w, env, out.Token, out.Session.Expires)
 		d.Codes = out.BackupCodes
 		d.Notice = "Your authenticator app is set up."
 	case "phone":
@@ -128,7 +132,7 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 			return http.StatusBadRequest
 		}
 		if err != nil {
-			return p.pageError(w, d, err, nil)
+			return p.settingsError(w, r, d, err)
 		}
 		d.ConfirmPh = true
 		d.Notice = "We sent a code to " + out.SentTo + ". Enter it below to confirm the number."
@@ -136,14 +140,15 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 		out, err := p.Account.ConfirmPhone(ctx, res, strings.TrimSpace(r.PostFormValue("code")), env.Client)
 		if err != nil {
 			d.ConfirmPh = true
-			return p.pageError(w, d, err, nil)
+			return p.settingsError(w, r, d, err)
 		}
+		p.setSession(w, env, out.Token, out.Session.Expires)
 		d.Codes = out.BackupCodes
 		d.Notice = "Your phone number is confirmed."
 	case "backup":
 		codes, err := p.Account.RegenerateBackupCodes(ctx, res, r.PostFormValue("password"), env.Client)
 		if err != nil {
-			return p.pageError(w, d, err, nil)
+			return p.settingsError(w, r, d, err)
 		}
 		d.Codes = codes
 		d.Notice = "New backup codes are ready; the old ones no longer work."
@@ -176,6 +181,27 @@ func (p *Portal) settingsAction(w http.ResponseWriter, r *http.Request, env Env,
 		return http.StatusBadRequest
 	}
 	return http.StatusOK
+}
+
+// settingsError answers an action's error: a session that must give its
+// second factor again goes to the challenge page and comes back here;
+// anything else is said on the page.
+func (p *Portal) settingsError(w http.ResponseWriter, r *http.Request, d *pageData, err error) int {
+	if errors.Is(err, account.ErrStepUp) {
+		return p.stepUp(w, r, d)
+	}
+	return p.pageError(w, d, err, nil)
+}
+
+// stepUp sends the browser to the challenge page, to return to the
+// settings page (keeping its own return) once a code is given.
+func (p *Portal) stepUp(w http.ResponseWriter, r *http.Request, d *pageData) int {
+	back := Prefix + "settings"
+	if d.Return != "" {
+		back += "?return=" + url.QueryEscape(d.Return)
+	}
+	http.Redirect(w, r, Prefix+"challenge?step_up=1&return="+url.QueryEscape(back), http.StatusSeeOther)
+	return http.StatusSeeOther
 }
 
 // groupSecret spaces a base32 secret in groups of four for typing.

@@ -37,7 +37,10 @@ func (p *Portal) answerUseCase(w http.ResponseWriter, r *http.Request, res *acco
 	case errors.Is(err, account.ErrInvalidCredentials):
 		p.fail(w, r, http.StatusUnauthorized, "invalid_credentials", "Incorrect password.")
 	case errors.Is(err, account.ErrNothingToConfirm):
-		p.fail(w, r, http.StatusConflict, "conflict", "No authenticator app is waiting to be confirmed: start with POST totp/enroll (a pending one expires after 15 minutes).")
+		p.fail(w, r, http.StatusConflict, "conflict", "No authenticator app is waiting to be confirmed for this session: start with POST totp/enroll (a pending one expires after 15 minutes, or when the session gets a new token).")
+	case errors.Is(err, account.ErrStepUp):
+		// As a max_age rule answers (SPEC §3): give a code again.
+		p.fail(w, r, http.StatusUnauthorized, "second_factor_required", "Enter a verification code again first (POST code/send, code/verify), then retry.")
 	case errors.Is(err, account.ErrConflict):
 		p.fail(w, r, http.StatusConflict, "conflict", "Set up and confirm a verification method first.")
 	case errors.Is(err, account.ErrNoMethod):
@@ -259,6 +262,8 @@ func (p *Portal) apiConfirm(w http.ResponseWriter, r *http.Request, env Env, pho
 		p.answerUseCase(w, r, res, err)
 		return
 	}
+	// The session goes on under a new token; the old one is ended.
+	p.setSession(w, env, out.Token, out.Session.Expires)
 	WriteJSON(w, http.StatusOK, ConfirmResponse{Codes: out.BackupCodes})
 }
 
