@@ -1,6 +1,7 @@
 package account
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -92,6 +94,88 @@ func recoveryLastKey(u string) string  { return "recovery-last:" + u }
 func recoveryIndexKey() string         { return "recovery-index" }
 func mustEnrollKey(user string) string { return "must-enroll:" + user }
 
+// Keys of the recovery locks and marks (see storeLock).
+func recoveryLockKey(id string) string    { return "recovery-lock:" + id }
+func recoveryOpenLockKey(u string) string { return "recovery-open-lock:" + u }
+func recoveryOpenSeenKey(u string) string { return "recovery-open-missing:" + u }
+func recoveryIndexLockKey() string        { return "recovery-index-lock" }
+func recoveryUploadKey(who string) string { return "recovery-upload:" + who }
+
+// Recovery state is changed under locks kept in the store, so that they
+// hold across every node sharing it (a Redis Cluster has no multi-key
+// transactions): a request's lock around every change of its record
+// (decisions, both cancels, the sweeper), a user's open lock around their
+// open marker, the index lock around the index. None is held while
+// another is taken, and none while messages are sent. Each has a TTL, so
+// that a node that dies holding one cannot wedge an account, and nobody
+// waits longer than recoveryLockWait for one (ErrBusy, 503).
+const (
+	recoveryLockTTL  = 30 * time.Second
+	recoveryLockWait = 5 * time.Second
+	// openMarkerGrace: an open marker that names a record the store does
+	// not have still holds the account's slot this long after that was
+	// first seen, then it is stale. RequestRecovery writes the record
+	// before the marker, so this is lost data or a marker written by an
+	// earlier version (which wrote the marker first).
+	openMarkerGrace = 10 * time.Minute
+)
+
+// storeLock takes the lock key: a random token put with PutIfAbsent and
+// ttl, tried again until wait has passed (ErrBusy). unlock deletes the
+// lock only while it still holds this token (not one taken after this one
+// expired), and also when ctx has ended.
+func (s *Service) storeLock(ctx context.Context, key string, ttl, wait time.Duration) (unlock func(), err error) {
+	token := []byte(rand.Text())
+	deadline := time.Now().Add(wait)
+	pause := 2 * time.Millisecond
+	for {
+		_, created, err := s.store.PutIfAbsent(ctx, key, token, ttl, s.now())
+		if err != nil {
+			return nil, &UnavailableError{err}
+		}
+		if created {
+			return func() {
+				ctx := context.WithoutCancel(ctx)
+				b, err := s.store.Get(ctx, key, s.now())
+				if err == nil && string(b) == string(token) {
+					err = s.store.Delete(ctx, key)
+				}
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					s.log.Warn("lock not released: it expires by itself", zap.String("lock", key), zap.Error(err))
+				}
+			}, nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, ErrBusy
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ErrBusy
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// withRecovery loads request id under its lock and runs change on it;
+// change saves what it changes. The record change decides on is the one
+// it overwrites: no cancel or decision made meanwhile is lost.
+func (s *Service) withRecovery(ctx context.Context, id string, change func(r *Recovery) error) (*Recovery, error) {
+	unlock, err := s.storeLock(ctx, recoveryLockKey(id), recoveryLockTTL, recoveryLockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	r, err := s.loadRecovery(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return r, change(r)
+}
+
 // ErrRecoveryDisabled: no recovery block is configured.
 var ErrRecoveryDisabled = errors.New("account recovery is not configured")
 
@@ -118,6 +202,8 @@ func (s *Service) saveRecovery(ctx context.Context, r *Recovery) error {
 	return nil
 }
 
+// recoveryIndex lists every request the sweeper and the reviewers see,
+// each once.
 func (s *Service) recoveryIndex(ctx context.Context) ([]string, error) {
 	b, err := s.store.Get(ctx, recoveryIndexKey(), s.now())
 	if errors.Is(err, store.ErrNotFound) {
@@ -130,15 +216,63 @@ func (s *Service) recoveryIndex(ctx context.Context) ([]string, error) {
 	if err := json.Unmarshal(b, &ids); err != nil {
 		return nil, &UnavailableError{err}
 	}
-	return ids, nil
+	seen := make(map[string]bool, len(ids))
+	return slices.DeleteFunc(ids, func(id string) bool {
+		dup := seen[id]
+		seen[id] = true
+		return dup
+	}), nil
 }
 
-func (s *Service) saveRecoveryIndex(ctx context.Context, ids []string) error {
-	b, _ := json.Marshal(ids)
+// changeRecoveryIndex reads the index, changes it and writes it back under
+// the index lock, so that of two nodes changing it at once neither loses
+// the other's change. change reports whether it changed anything.
+func (s *Service) changeRecoveryIndex(ctx context.Context, change func(ids []string) ([]string, bool)) error {
+	unlock, err := s.storeLock(ctx, recoveryIndexLockKey(), recoveryLockTTL, recoveryLockWait)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ids, err := s.recoveryIndex(ctx)
+	if err != nil {
+		return err
+	}
+	next, changed := change(ids)
+	if !changed {
+		return nil
+	}
+	b, _ := json.Marshal(next)
 	if err := s.store.Put(ctx, recoveryIndexKey(), b, 0, s.now()); err != nil {
 		return &UnavailableError{err}
 	}
 	return nil
+}
+
+// indexRecovery adds id to the index (once).
+func (s *Service) indexRecovery(ctx context.Context, id string) error {
+	return s.changeRecoveryIndex(ctx, func(ids []string) ([]string, bool) {
+		if slices.Contains(ids, id) {
+			return ids, false
+		}
+		return append(ids, id), true
+	})
+}
+
+// ensureIndexed puts an open request back in the index if it is missing
+// (a change that an earlier version lost, or a filing cut short): else no
+// reviewer sees it, it never expires, and its user cannot file another.
+// A request filed in the last minute may be on its way there.
+func (s *Service) ensureIndexed(ctx context.Context, r *Recovery) {
+	if s.now().Sub(r.Created) < time.Minute {
+		return
+	}
+	ids, err := s.recoveryIndex(ctx)
+	if err != nil || slices.Contains(ids, r.ID) {
+		return
+	}
+	if err := s.indexRecovery(ctx, r.ID); err == nil {
+		s.log.Warn("an open recovery request was missing from the index and is back", zap.String("user", r.User), zap.String("request", r.ID))
+	}
 }
 
 // RecoveryEnabled reports whether the identity check is configured.
@@ -150,6 +284,7 @@ func (s *Service) RecoverySettings() RecoveryConfig { return s.cfg.Recovery }
 // RecoveryAllowed reports what RequestRecovery would refuse before it
 // reads a document (disabled, a session that needs no recovery, an open
 // request), so that an upload that cannot be taken is not read at all.
+// An open request it finds missing from the index goes back there.
 func (s *Service) RecoveryAllowed(ctx context.Context, res *Resolved) error {
 	if !s.cfg.Recovery.Enabled {
 		return ErrRecoveryDisabled
@@ -164,35 +299,79 @@ func (s *Service) RecoveryAllowed(ctx context.Context, res *Resolved) error {
 	if open, err := s.openRecovery(ctx, res.Session.User); err != nil {
 		return err
 	} else if open != nil {
+		s.ensureIndexed(ctx, open)
 		return ErrConflict
 	}
 	return nil
 }
 
-// maxUploads bounds the recovery uploads read at once (each is held in
-// memory, up to max_size); uploadWait is how long one waits for a turn.
+// maxUploads bounds the recovery uploads read at once on this node (each
+// is held in memory, up to max_size); uploadWait is how long one waits
+// for its turns.
 const (
 	maxUploads = 4
 	uploadWait = 3 * time.Second
 )
 
-// UploadSlot waits for one of the maxUploads turns to read a recovery
-// upload; ErrBusy (503) when none comes within uploadWait.
-func (s *Service) UploadSlot(ctx context.Context) (release func(), err error) {
-	t := time.NewTimer(uploadWait)
+// UploadReadTimeout bounds how long reading one recovery upload may take
+// (the portal's read deadline). An upload's marks (UploadSlot) outlive it
+// by a minute.
+const UploadReadTimeout = 2 * time.Minute
+
+// uploadRetry is the Retry-After of an upload refused because the same
+// account or network is sending one already.
+const uploadRetry = 10 * time.Second
+
+// UploadSlot waits for the turns to read a recovery upload: first one
+// upload at a time per account and per client network (on every node:
+// the marks are in the store, with a TTL), then one of this node's
+// maxUploads. So that one client cannot hold every turn with slow
+// uploads: a second upload of the same account or network gets
+// *RateLimitedError (429) when uploadWait has passed, and ErrBusy (503)
+// means no turn of this node came.
+func (s *Service) UploadSlot(ctx context.Context, res *Resolved, c Client) (release func(), err error) {
+	if res == nil || res.Session == nil {
+		return nil, ErrForbidden
+	}
+	deadline := time.Now().Add(uploadWait)
+	var held []func()
+	unmark := func() {
+		for _, unlock := range slices.Backward(held) {
+			unlock()
+		}
+	}
+	for _, who := range []string{"u:" + res.Session.User, "ip:" + c.network()} {
+		unlock, err := s.storeLock(ctx, recoveryUploadKey(who), UploadReadTimeout+time.Minute, time.Until(deadline))
+		if err != nil {
+			unmark()
+			if errors.Is(err, ErrBusy) {
+				return nil, &RateLimitedError{RetryAfter: uploadRetry}
+			}
+			return nil, err
+		}
+		held = append(held, unlock)
+	}
+	t := time.NewTimer(max(time.Until(deadline), 0))
 	defer t.Stop()
 	select {
 	case s.uploadSlots <- struct{}{}:
-		return func() { <-s.uploadSlots }, nil
+		return func() { <-s.uploadSlots; unmark() }, nil
 	case <-t.C:
 	case <-ctx.Done():
 	}
+	unmark()
 	return nil, ErrBusy
 }
 
 // RequestRecovery files an identity-verification request for a user who
 // gave the right password but cannot pass a second factor. doc is the
 // upload (read at most max_size+1 bytes).
+//
+// The record is written before anything names it: then the user's open
+// marker claims the account's one open request for it, and only then do
+// the status page and the index (the reviewers, the sweeper) list it. So
+// no reader finds a name without its record, and every open request is
+// the one its user's marker names.
 func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType string, doc io.Reader, c Client) (*Recovery, error) {
 	if err := s.RecoveryAllowed(ctx, res); err != nil {
 		return nil, err
@@ -233,33 +412,34 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 		ID: hex.EncodeToString(idb[:]), User: user, Created: now, IP: c.ip(), UserAgent: truncate(c.UserAgent, 256),
 		DocumentType: docType, DocumentKind: string(d.Kind), Status: RecoveryPending,
 	}
-	// One open request per account: claim the slot atomically.
-	if _, created, err := s.store.PutIfAbsent(ctx, recoveryOpenKey(user), []byte(r.ID), 0, now); err != nil {
-		return nil, &UnavailableError{err}
-	} else if !created {
-		return nil, ErrConflict
-	}
 	blob, err := s.vault.Seal(d, user, r.ID)
 	if err != nil {
-		_ = s.store.Delete(ctx, recoveryOpenKey(user))
 		return nil, err
 	}
 	if err := s.store.Put(ctx, recoveryDocKey(r.ID), blob, 0, now); err != nil {
-		_ = s.store.Delete(ctx, recoveryOpenKey(user))
+		s.dropRecovery(ctx, r.ID)
 		return nil, &UnavailableError{err}
 	}
 	if err := s.saveRecovery(ctx, r); err != nil {
+		s.dropRecovery(ctx, r.ID)
+		return nil, err
+	}
+	// One open request per account.
+	if maybe, err := s.claimOpen(ctx, user, r.ID); err != nil {
+		if maybe {
+			s.withdrawRecovery(ctx, r)
+		} else {
+			s.dropRecovery(ctx, r.ID) // nothing names it
+		}
 		return nil, err
 	}
 	// The status page shows the latest request once it is decided too.
 	if err := s.store.Put(ctx, recoveryLastKey(user), []byte(r.ID), 0, now); err != nil {
+		s.withdrawRecovery(ctx, r)
 		return nil, &UnavailableError{err}
 	}
-	ids, err := s.recoveryIndex(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.saveRecoveryIndex(ctx, append(ids, r.ID)); err != nil {
+	if err := s.indexRecovery(ctx, r.ID); err != nil {
+		s.withdrawRecovery(ctx, r)
 		return nil, err
 	}
 	s.audit.Info("recovery requested", zap.String("user", user), zap.String("request", r.ID), zap.String("document_type", docType),
@@ -270,6 +450,125 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 			"If it is approved, two-step verification will be turned off"+s.afterApprovalText()+".\n\n"+
 			"If you did not ask for this, sign in with your code and the request is cancelled at once; then change your password.")
 	return r, nil
+}
+
+// dropRecovery deletes a request that nothing names (no marker, index or
+// status page): it was never filed.
+func (s *Service) dropRecovery(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	_ = s.store.Delete(ctx, recoveryDocKey(id))
+	_ = s.store.Delete(ctx, recoveryKey(id))
+}
+
+// withdrawRecovery closes a request whose filing failed after its marker
+// may have been written: cancelled, under its lock, and its document
+// deleted. At worst (the store down) it stays open and claimed; the next
+// attempt of its user then finds it (RecoveryAllowed) and indexes it.
+func (s *Service) withdrawRecovery(ctx context.Context, r *Recovery) {
+	ctx = context.WithoutCancel(ctx)
+	_, err := s.withRecovery(ctx, r.ID, func(r *Recovery) error {
+		if !r.Open() {
+			return nil
+		}
+		r.Status, r.Decided, r.Reason = RecoveryCancelled, s.now(), "it could not be filed"
+		if err := s.saveRecovery(ctx, r); err != nil {
+			return err
+		}
+		if err := s.store.Delete(ctx, recoveryDocKey(r.ID)); err != nil {
+			return &UnavailableError{err}
+		}
+		r.DocumentDeleted = true
+		return s.saveRecovery(ctx, r)
+	})
+	if err != nil {
+		s.log.Warn("a recovery request that could not be filed was not withdrawn", zap.String("user", r.User), zap.String("request", r.ID), zap.Error(err))
+	}
+	s.releaseOpen(ctx, r.User, r.ID)
+}
+
+// claimOpen makes request id the user's open request, under the user's
+// open lock: ErrConflict while the marker names another one that is open
+// (or missing, but not for openMarkerGrace). maybe: the marker may have
+// been written though err says otherwise.
+func (s *Service) claimOpen(ctx context.Context, user, id string) (maybe bool, err error) {
+	unlock, err := s.storeLock(ctx, recoveryOpenLockKey(user), recoveryLockTTL, recoveryLockWait)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	now := s.now()
+	b, err := s.store.Get(ctx, recoveryOpenKey(user), now)
+	if errors.Is(err, store.ErrNotFound) {
+		// PutIfAbsent, not Put: should this lock have expired, a claim
+		// made meanwhile still wins.
+		if _, created, err := s.store.PutIfAbsent(ctx, recoveryOpenKey(user), []byte(id), 0, now); err != nil {
+			return true, &UnavailableError{err}
+		} else if !created {
+			return false, ErrConflict
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, &UnavailableError{err}
+	}
+	if held, err := s.markerHolds(ctx, user, string(b), now); err != nil {
+		return false, err
+	} else if held {
+		return false, ErrConflict
+	}
+	// The request it names is closed (or gone for good): replace it.
+	if err := s.store.Put(ctx, recoveryOpenKey(user), []byte(id), 0, now); err != nil {
+		return true, &UnavailableError{err}
+	}
+	return false, nil
+}
+
+// markerHolds reports whether the user's open marker, naming request id,
+// still holds the account's slot (under the user's open lock). A request
+// that is open holds it; one the store does not have holds it until
+// openMarkerGrace after that was first seen; on any doubt it holds.
+func (s *Service) markerHolds(ctx context.Context, user, id string, now time.Time) (bool, error) {
+	r, err := s.loadRecovery(ctx, id)
+	if err == nil {
+		return r.Open() && r.User == user, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return true, err
+	}
+	seen := []byte(id + " " + strconv.FormatInt(now.UnixNano(), 10))
+	stored, _, err := s.store.PutIfAbsent(ctx, recoveryOpenSeenKey(user), seen, 24*time.Hour, now)
+	if err != nil {
+		return true, &UnavailableError{err}
+	}
+	sid, at, _ := strings.Cut(string(stored), " ")
+	n, perr := strconv.ParseInt(at, 10, 64)
+	if sid != id || perr != nil {
+		// First seen for an earlier marker: the time starts now.
+		if err := s.store.Put(ctx, recoveryOpenSeenKey(user), seen, 24*time.Hour, now); err != nil {
+			return true, &UnavailableError{err}
+		}
+		return true, nil
+	}
+	if now.Sub(time.Unix(0, n)) < openMarkerGrace {
+		return true, nil
+	}
+	s.log.Warn("stale recovery marker replaced: its request is missing", zap.String("user", user), zap.String("request", id))
+	return false, nil
+}
+
+// releaseOpen deletes the user's open marker if it names request id (just
+// closed). Best effort: a marker that names a closed request holds
+// nothing, and the next claim replaces it.
+func (s *Service) releaseOpen(ctx context.Context, user, id string) {
+	ctx = context.WithoutCancel(ctx)
+	unlock, err := s.storeLock(ctx, recoveryOpenLockKey(user), recoveryLockTTL, recoveryLockWait)
+	if err != nil {
+		return
+	}
+	defer unlock()
+	if b, err := s.store.Get(ctx, recoveryOpenKey(user), s.now()); err == nil && string(b) == id {
+		_ = s.store.Delete(ctx, recoveryOpenKey(user))
+	}
 }
 
 // afterApprovalText ends "two-step verification will be turned off" with
@@ -285,7 +584,9 @@ func (s *Service) afterApprovalText() string {
 // sign-in enrol a new second factor (after_approval enroll).
 func (s *Service) AfterApprovalEnroll() bool { return s.cfg.Recovery.AfterApproval == "enroll" }
 
-// openRecovery returns the user's open request, if any.
+// openRecovery returns the request the user's open marker names, if it
+// is open. It changes nothing: a marker whose request is missing is
+// claimOpen's to judge.
 func (s *Service) openRecovery(ctx context.Context, user string) (*Recovery, error) {
 	b, err := s.store.Get(ctx, recoveryOpenKey(user), s.now())
 	if errors.Is(err, store.ErrNotFound) {
@@ -296,14 +597,12 @@ func (s *Service) openRecovery(ctx context.Context, user string) (*Recovery, err
 	}
 	r, err := s.loadRecovery(ctx, string(b))
 	if errors.Is(err, ErrNotFound) {
-		_ = s.store.Delete(ctx, recoveryOpenKey(user))
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !r.Open() {
-		_ = s.store.Delete(ctx, recoveryOpenKey(user))
+	if !r.Open() || r.User != user {
 		return nil, nil
 	}
 	return r, nil
@@ -338,27 +637,96 @@ func (s *Service) MyRecovery(ctx context.Context, res *Resolved, id string) (*Re
 	return r, nil
 }
 
-// cancelOpenRecovery ends the user's open request because they passed a
-// second factor (someone who has the factor needs no recovery).
+// userRecoveries lists the user's requests that may be open: the one
+// their marker names and, if they filed one lately (recovery-last), every
+// other one of theirs in the index (an earlier version could leave two
+// open).
+func (s *Service) userRecoveries(ctx context.Context, user string) ([]string, error) {
+	var ids []string
+	now := s.now()
+	b, err := s.store.Get(ctx, recoveryOpenKey(user), now)
+	switch {
+	case err == nil:
+		ids = append(ids, string(b))
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, &UnavailableError{err}
+	}
+	b, err = s.store.Get(ctx, recoveryLastKey(user), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return ids, nil // never filed: the marker is all there can be
+	} else if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	// A request stays open at most Expiry, then cooling_off, after it was
+	// filed; none of the user's was filed after their latest. So when that
+	// is older, only the marker's can be open (and the sweeper's to end).
+	if last, err := s.loadRecovery(ctx, string(b)); err == nil &&
+		now.Sub(last.Created) > s.cfg.Recovery.Expiry+s.cfg.Recovery.CoolingOff+24*time.Hour {
+		return ids, nil
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	all, err := s.recoveryIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range all {
+		if slices.Contains(ids, id) {
+			continue
+		}
+		r, err := s.loadRecovery(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r.User == user && r.Open() {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// cancelOpenRecovery ends every open request of the user (pending, or
+// approved and not yet applied) because they passed a second factor
+// (someone who has the factor needs no recovery). Any error means some
+// request may still be open: the caller must not let the sign-in pass.
 func (s *Service) cancelOpenRecovery(ctx context.Context, user, why string) error {
-	r, err := s.openRecovery(ctx, user)
-	if err != nil || r == nil {
+	ids, err := s.userRecoveries(ctx, user)
+	if err != nil {
 		return err
 	}
-	r.Status = RecoveryCancelled
-	r.Decided = s.now()
-	r.Reason = why
-	if err := s.saveRecovery(ctx, r); err != nil {
-		return err
+	var cancelled []string
+	var failed error
+	for _, id := range ids {
+		done := false
+		_, err := s.withRecovery(ctx, id, func(r *Recovery) error {
+			if r.User != user || !r.Open() {
+				return nil
+			}
+			r.Status, r.Decided, r.Reason = RecoveryCancelled, s.now(), why
+			if err := s.saveRecovery(ctx, r); err != nil {
+				return err
+			}
+			done = true
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			failed = cmp.Or(failed, err) // cancel the others all the same
+		}
+		if done {
+			cancelled = append(cancelled, id)
+			s.releaseOpen(ctx, user, id)
+			s.audit.Info("recovery cancelled", zap.String("user", user), zap.String("request", id), zap.String("reason", why), zap.String("outcome", "cancelled"))
+		}
 	}
-	if err := s.store.Delete(ctx, recoveryOpenKey(user)); err != nil {
-		return &UnavailableError{err}
+	if len(cancelled) > 0 {
+		s.mailUser(ctx, user, "Your account recovery request was cancelled",
+			"Your account recovery request was cancelled because "+why+". Two-step verification stays on.\n\n"+
+				"If you did not ask for recovery, someone may know your password: change it now.")
 	}
-	s.audit.Info("recovery cancelled", zap.String("user", user), zap.String("request", r.ID), zap.String("reason", why), zap.String("outcome", "cancelled"))
-	s.mailUser(ctx, user, "Your account recovery request was cancelled",
-		"Your account recovery request was cancelled because "+why+". Two-step verification stays on.\n\n"+
-			"If you did not ask for recovery, someone may know your password: change it now.")
-	return nil
+	return failed
 }
 
 // --- reviewers ---
@@ -403,6 +771,9 @@ func (s *Service) ReviewQueue(ctx context.Context, res *Resolved) ([]ReviewItem,
 		}
 		if r.Status != RecoveryPending || r.User == res.Session.User {
 			continue // nobody reviews their own request: it is not in their queue
+		}
+		if s.cfg.Recovery.Expiry > 0 && now.Sub(r.Created) >= s.cfg.Recovery.Expiry {
+			continue // expired, though the sweeper has yet to say so (decide refuses it)
 		}
 		out = append(out, ReviewItem{ID: r.ID, User: r.User, Created: r.Created, DocumentType: r.DocumentType,
 			Approvals: len(r.Approvals), AgeSeconds: int64(now.Sub(r.Created) / time.Second), IP: r.IP, Status: r.Status})
@@ -472,57 +843,65 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 	if len(reason) > 1000 {
 		return nil, &InvalidInputError{`Field "reason" is longer than 1000 characters.`}
 	}
-	r, err := s.loadRecovery(ctx, id)
-	if err != nil {
+	// Under the request's lock: a cancel (a sign-in with a code, the
+	// link) is either seen here, or it comes after and cancels what this
+	// saved.
+	saved := false
+	var applyErr error
+	r, err := s.withRecovery(ctx, id, func(r *Recovery) error {
+		if r.User == reviewer {
+			return ErrForbidden
+		}
+		now := s.now()
+		if r.Status != RecoveryPending {
+			return ErrAlreadyDecided
+		}
+		if s.cfg.Recovery.Expiry > 0 && now.Sub(r.Created) >= s.cfg.Recovery.Expiry {
+			return ErrAlreadyDecided // expired: the sweeper has yet to say so
+		}
+		if decision == "deny" {
+			r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryDenied, now, reviewer, reason
+		} else {
+			if slices.Contains(r.Approvals, reviewer) {
+				return ErrAlreadyApproved // the same reviewer twice does not count twice
+			}
+			r.Approvals = append(r.Approvals, reviewer)
+			if len(r.Approvals) >= s.cfg.Recovery.Approvals {
+				r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
+				r.EffectiveAt = now.Add(s.cfg.Recovery.CoolingOff)
+			}
+		}
+		if err := s.saveRecovery(ctx, r); err != nil {
+			return err
+		}
+		saved = true
+		if r.Status == RecoveryApproved && s.cfg.Recovery.CoolingOff <= 0 {
+			// Should this fail, the sweeper applies it (it is due).
+			applyErr = s.applyLocked(ctx, r)
+		}
+		return nil
+	})
+	if !saved {
 		return nil, err
 	}
-	if r.User == reviewer {
-		return nil, ErrForbidden
-	}
-	if r.Status != RecoveryPending {
-		return nil, ErrAlreadyDecided
-	}
-	now := s.now()
-	// reviewed records a decision that was saved (a refused one is not).
-	reviewed := func() {
-		s.audit.Info("recovery reviewed", zap.String("reviewer", reviewer), zap.String("user", r.User), zap.String("request", id),
-			zap.String("decision", decision), zap.String("ip", c.ip()), zap.String("outcome", decision))
-		s.metrics.Decision(decision)
-	}
-	if decision == "deny" {
-		r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryDenied, now, reviewer, reason
-		if err := s.saveRecovery(ctx, r); err != nil {
-			return nil, err
-		}
-		reviewed()
-		_ = s.store.Delete(ctx, recoveryOpenKey(r.User))
+	// A decision that was saved is recorded (a refused one is not).
+	s.audit.Info("recovery reviewed", zap.String("reviewer", reviewer), zap.String("user", r.User), zap.String("request", id),
+		zap.String("decision", decision), zap.String("ip", c.ip()), zap.String("outcome", decision))
+	s.metrics.Decision(decision)
+	switch r.Status {
+	case RecoveryDenied:
+		s.releaseOpen(ctx, r.User, r.ID)
 		s.mailUser(ctx, r.User, "Your account recovery request was declined",
 			"Your request to recover your account was declined.\n\nReason: "+reason+
 				"\n\nYou can sign in with your password and send a new request, for example with a clearer picture of your ID.")
-		return r, nil
-	}
-	if slices.Contains(r.Approvals, reviewer) {
-		return nil, ErrAlreadyApproved // the same reviewer twice does not count twice
-	}
-	r.Approvals = append(r.Approvals, reviewer)
-	if len(r.Approvals) < s.cfg.Recovery.Approvals {
-		if err := s.saveRecovery(ctx, r); err != nil {
-			return nil, err
+	case RecoveryApproved:
+		s.tellApproved(ctx, r, c.Base)
+		if r.Applied {
+			s.tellApplied(ctx, r)
 		}
-		reviewed()
-		return r, nil
 	}
-	r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
-	r.EffectiveAt = now.Add(s.cfg.Recovery.CoolingOff)
-	if err := s.saveRecovery(ctx, r); err != nil {
-		return nil, err
-	}
-	reviewed()
-	s.tellApproved(ctx, r, c.Base)
-	if s.cfg.Recovery.CoolingOff <= 0 {
-		if err := s.applyRecovery(ctx, r); err != nil {
-			return nil, err
-		}
+	if applyErr != nil {
+		return nil, applyErr
 	}
 	return r, nil
 }
@@ -576,28 +955,27 @@ func (s *Service) CancelRecoveryLink(ctx context.Context, id, sig string) error 
 	if id == "" || len(id) > 64 || !hmac.Equal([]byte(s.cancelSig(id)), []byte(sig)) {
 		return ErrNotFound
 	}
-	r, err := s.loadRecovery(ctx, id)
+	r, err := s.withRecovery(ctx, id, func(r *Recovery) error {
+		if !r.Open() {
+			return ErrConflict
+		}
+		r.Status, r.Reason, r.Decided = RecoveryCancelled, "the account holder said it wasn't them", s.now()
+		return s.saveRecovery(ctx, r)
+	})
 	if err != nil {
 		return err
 	}
-	if !r.Open() {
-		return ErrConflict
-	}
-	r.Status, r.Reason, r.Decided = RecoveryCancelled, "the account holder said it wasn't them", s.now()
-	if err := s.saveRecovery(ctx, r); err != nil {
-		return err
-	}
-	_ = s.store.Delete(ctx, recoveryOpenKey(r.User))
+	s.releaseOpen(ctx, r.User, r.ID)
 	s.audit.Warn("recovery cancelled by the account holder", zap.String("user", r.User), zap.String("request", id), zap.String("outcome", "cancelled"))
 	s.mailUser(ctx, r.User, "Account recovery stopped",
 		"The recovery of your account was stopped: two-step verification stays on. Someone may know your password: change it now.")
 	return nil
 }
 
-// applyRecovery turns two-step off for an approved request: every method
-// removed, sessions and trusted devices ended, and the email that says to
-// sign in with the password.
-func (s *Service) applyRecovery(ctx context.Context, r *Recovery) error {
+// applyLocked turns two-step off for an approved request, under its lock:
+// every method removed, sessions and trusted devices ended. tellApplied
+// then says so.
+func (s *Service) applyLocked(ctx context.Context, r *Recovery) error {
 	if err := s.resetTwoStep(ctx, r.User, "recovery "+r.ID, false); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
@@ -612,20 +990,28 @@ func (s *Service) applyRecovery(ctx context.Context, r *Recovery) error {
 	if err := s.saveRecovery(ctx, r); err != nil {
 		return err
 	}
-	_ = s.store.Delete(ctx, recoveryOpenKey(r.User))
 	s.audit.Warn("recovery applied: two-step off", zap.String("user", r.User), zap.String("request", r.ID), zap.String("outcome", "applied"))
+	return nil
+}
+
+// tellApplied lets go of the applied request's marker and sends the email
+// that says to sign in with the password.
+func (s *Service) tellApplied(ctx context.Context, r *Recovery) {
+	s.releaseOpen(ctx, r.User, r.ID)
 	next := "Sign in with your password alone; we will offer to turn two-step verification on again."
 	if s.cfg.Recovery.AfterApproval == "enroll" {
 		next = "Sign in with your password; you will then set up a new way to get codes."
 	}
 	s.mailUser(ctx, r.User, "Two-step verification is off: sign in with your password",
 		"Your account recovery is done. Two-step verification is off, your old sign-in methods and backup codes were removed, and every session and trusted browser was ended.\n\n"+next)
-	return nil
 }
 
 // SweepRecovery applies approvals whose cooling-off ended, expires
 // undecided requests, and deletes documents past retention. The state lives
-// in the store, so a restart loses nothing.
+// in the store, so a restart loses nothing; every change is made under the
+// request's lock, so sweepers of several nodes, decisions and cancels do
+// not undo one another. A request it cannot change now is left for the
+// next sweep (and the first such error returned).
 func (s *Service) SweepRecovery(ctx context.Context) error {
 	if !s.cfg.Recovery.Enabled {
 		return nil
@@ -635,29 +1021,65 @@ func (s *Service) SweepRecovery(ctx context.Context) error {
 		return err
 	}
 	now := s.now()
-	keep := ids[:0:0]
+	var drop []string
+	var failed error
 	for _, id := range ids {
 		r, err := s.loadRecovery(ctx, id)
+		if err == nil && s.sweepDue(r, now) {
+			r, err = s.sweepOne(ctx, id, now)
+		}
 		if errors.Is(err, ErrNotFound) {
+			drop = append(drop, id) // its record is written before it is listed: gone
 			continue
 		}
 		if err != nil {
-			return err
+			failed = cmp.Or(failed, err)
+			continue
 		}
+		// Keep decided requests in the index for a while after their
+		// document is gone, so their owners can still see the outcome.
+		if !r.Open() && r.DocumentDeleted && now.Sub(r.Decided) >= s.cfg.Recovery.Retention+30*24*time.Hour {
+			drop = append(drop, id)
+		}
+	}
+	if len(drop) > 0 {
+		// Dropped from the index as it is now, not as it was read: a
+		// request filed meanwhile stays.
+		err := s.changeRecoveryIndex(ctx, func(ids []string) ([]string, bool) {
+			n := len(ids)
+			ids = slices.DeleteFunc(ids, func(id string) bool { return slices.Contains(drop, id) })
+			return ids, len(ids) != n
+		})
+		failed = cmp.Or(failed, err)
+	}
+	return failed
+}
+
+// sweepDue reports whether the sweeper has something to do with r.
+func (s *Service) sweepDue(r *Recovery, now time.Time) bool {
+	return (r.Status == RecoveryApproved && !r.Applied && !now.Before(r.EffectiveAt)) ||
+		(r.Status == RecoveryPending && now.Sub(r.Created) >= s.cfg.Recovery.Expiry) ||
+		(!r.Open() && !r.Decided.IsZero() && !r.DocumentDeleted && now.Sub(r.Decided) >= s.cfg.Recovery.Retention)
+}
+
+// sweepOne does the sweeper's work on request id under its lock, on the
+// record as it is then (a cancel may have come since the sweeper read it).
+func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (*Recovery, error) {
+	applied, expired := false, false
+	r, err := s.withRecovery(ctx, id, func(r *Recovery) error {
 		switch {
 		case r.Status == RecoveryApproved && !r.Applied && !now.Before(r.EffectiveAt):
-			if err := s.applyRecovery(ctx, r); err != nil {
+			if err := s.applyLocked(ctx, r); err != nil {
 				return err
 			}
+			applied = true
 		case r.Status == RecoveryPending && now.Sub(r.Created) >= s.cfg.Recovery.Expiry:
 			r.Status, r.Decided, r.Reason = RecoveryExpired, now, "no decision within 30 days"
 			if err := s.saveRecovery(ctx, r); err != nil {
 				return err
 			}
-			_ = s.store.Delete(ctx, recoveryOpenKey(r.User))
+			expired = true
 			s.audit.Info("recovery expired", zap.String("user", r.User), zap.String("request", id), zap.String("outcome", "expired"))
-			s.mailUser(ctx, r.User, "Your account recovery request expired",
-				"Your account recovery request was not decided in time and has expired. You can sign in with your password and send a new one.")
 		}
 		if !r.Decided.IsZero() && !r.DocumentDeleted && now.Sub(r.Decided) >= s.cfg.Recovery.Retention && !r.Open() {
 			if err := s.store.Delete(ctx, recoveryDocKey(id)); err != nil {
@@ -669,16 +1091,17 @@ func (s *Service) SweepRecovery(ctx context.Context) error {
 			}
 			s.audit.Info("recovery document deleted", zap.String("user", r.User), zap.String("request", id), zap.String("outcome", "retention"))
 		}
-		// Keep decided requests in the index for a while after their
-		// document is gone, so their owners can still see the outcome.
-		if r.Open() || !r.DocumentDeleted || now.Sub(r.Decided) < s.cfg.Recovery.Retention+30*24*time.Hour {
-			keep = append(keep, id)
-		}
+		return nil
+	})
+	if applied {
+		s.tellApplied(ctx, r)
 	}
-	if len(keep) != len(ids) {
-		return s.saveRecoveryIndex(ctx, keep)
+	if expired {
+		s.releaseOpen(ctx, r.User, r.ID)
+		s.mailUser(ctx, r.User, "Your account recovery request expired",
+			"Your account recovery request was not decided in time and has expired. You can sign in with your password and send a new one.")
 	}
-	return nil
+	return r, err
 }
 
 // AllRecoveries lists every indexed request (operators' view), oldest first.

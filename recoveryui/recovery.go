@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -42,21 +44,13 @@ func readUpload(w http.ResponseWriter, r *http.Request, max int64) (docType stri
 			break
 		}
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return "", nil, "", documents.ErrTooLarge
-			}
-			return "", nil, "", errUploadBroken
+			return "", nil, "", uploadReadError(err)
 		}
 		switch part.FormName() {
 		case "document":
 			b, err := io.ReadAll(io.LimitReader(part, max+1))
 			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					return "", nil, "", documents.ErrTooLarge
-				}
-				return "", nil, "", errUploadBroken
+				return "", nil, "", uploadReadError(err)
 			}
 			if int64(len(b)) > max {
 				return "", nil, "", documents.ErrTooLarge
@@ -79,6 +73,18 @@ func readUpload(w http.ResponseWriter, r *http.Request, max int64) (docType stri
 	return docType, doc, csrf, nil
 }
 
+// uploadReadError names why reading an upload failed.
+func uploadReadError(err error) error {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return documents.ErrTooLarge
+	case errors.Is(err, errUploadSlow):
+		return errUploadSlow
+	}
+	return errUploadBroken
+}
+
 var (
 	errUploadType   = errors.New("the upload must be multipart/form-data")
 	errUploadBroken = errors.New("the upload could not be read")
@@ -94,6 +100,8 @@ func (p *Portal) recoveryError(w http.ResponseWriter, r *http.Request, res *acco
 		p.fail(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type", "This file is not an accepted document ("+strings.TrimPrefix(err.Error(), documents.ErrUnsupported.Error()+": ")+"). Send a photo or scan as JPG, PNG or PDF, or a DOC/DOCX without macros.")
 	case errors.Is(err, errUploadType):
 		p.fail(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type", err.Error()+".")
+	case errors.Is(err, errUploadSlow):
+		p.fail(w, r, http.StatusBadRequest, "invalid_request", "The upload was too slow: send it again on a faster connection, or a smaller file.")
 	case errors.Is(err, errUploadBroken), errors.Is(err, errNoDocument):
 		p.fail(w, r, http.StatusBadRequest, "invalid_request", "The upload is incomplete: "+err.Error()+".")
 	case errors.Is(err, account.ErrRecoveryDisabled):
@@ -135,19 +143,68 @@ func itoa(n int64) string {
 	return string(b[i:])
 }
 
-// uploadReadTimeout bounds how long reading one upload may take (a client
-// that dribbles it holds one of the few upload turns meanwhile).
-const uploadReadTimeout = 2 * time.Minute
+// An upload must keep arriving, or it gives its turn back: after
+// uploadGrace the client must have sent minUploadRate bytes a second on
+// average, may pause no longer than uploadIdle, and has
+// account.UploadReadTimeout in all. A client that dribbles its uploads
+// holds few turns (one per account and network, UploadSlot), and not for
+// long.
+const (
+	uploadGrace   = 10 * time.Second
+	uploadIdle    = 20 * time.Second
+	minUploadRate = 16 << 10 // bytes a second
+)
 
-// readUploadSlot reads an upload within one of the account service's
-// upload turns and a read deadline.
-func (p *Portal) readUploadSlot(w http.ResponseWriter, r *http.Request) (docType string, doc []byte, csrf string, err error) {
-	release, err := p.Account.UploadSlot(r.Context())
+// errUploadSlow: the upload fell behind minUploadRate or paused too long.
+var errUploadSlow = errors.New("the upload arrived too slowly")
+
+// uploadDue is when a client that began sending at start, and has sent n
+// bytes by now, falls behind.
+func uploadDue(start, now time.Time, n int64) time.Time {
+	due := start.Add(uploadGrace + time.Duration(n)*time.Second/minUploadRate)
+	for _, t := range []time.Time{now.Add(uploadIdle), start.Add(account.UploadReadTimeout)} {
+		if t.Before(due) {
+			due = t
+		}
+	}
+	return due
+}
+
+// pacedBody is an upload's body that must keep arriving: before each read
+// the connection's read deadline moves to when the client falls behind.
+type pacedBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	start time.Time
+	n     int64
+}
+
+func (b *pacedBody) Read(p []byte) (int, error) {
+	now := time.Now()
+	due := uploadDue(b.start, now, b.n)
+	if !now.Before(due) {
+		return 0, errUploadSlow
+	}
+	_ = b.rc.SetReadDeadline(due)
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		err = errUploadSlow
+	}
+	return n, err
+}
+
+// readUploadSlot reads an upload within the account service's upload
+// turns (UploadSlot: the caller's account and network, and this node),
+// at a pace the client must keep (pacedBody).
+func (p *Portal) readUploadSlot(w http.ResponseWriter, r *http.Request, res *account.Resolved, c account.Client) (docType string, doc []byte, csrf string, err error) {
+	release, err := p.Account.UploadSlot(r.Context(), res, c)
 	if err != nil {
 		return "", nil, "", err
 	}
 	defer release()
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadReadTimeout))
+	r.Body = &pacedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), start: time.Now()}
 	return readUpload(w, r, p.Account.RecoverySettings().MaxSize)
 }
 
@@ -182,7 +239,7 @@ func (p *Portal) apiRecovery(w http.ResponseWriter, r *http.Request, env Env, id
 		p.recoveryError(w, r, res, err)
 		return
 	}
-	docType, doc, _, err := p.readUploadSlot(w, r)
+	docType, doc, _, err := p.readUploadSlot(w, r, res, env.Client)
 	if err != nil {
 		p.recoveryError(w, r, res, err)
 		return
@@ -234,7 +291,7 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 		return
 	}
 	if r.Method == http.MethodPost {
-		docType, doc, token, err := p.readUploadSlot(w, r)
+		docType, doc, token, err := p.readUploadSlot(w, r, res, env.Client)
 		if err == nil {
 			c, cerr := r.Cookie(csrfCookie)
 			if cerr != nil || !p.Account.CheckCSRF(c.Value, token) {
@@ -246,7 +303,7 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 				return
 			}
 		}
-		status := p.pageUploadError(&d, err)
+		status := p.pageUploadError(w, &d, err)
 		d.Method = docType // keep the chosen document type checked
 		w.Header().Set("Content-Security-Policy", recoveryCSP)
 		p.render(w, status, "recovery.html", d)
@@ -259,7 +316,7 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 // recoveryCSP lets the recovery page load its own redaction script.
 const recoveryCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-func (p *Portal) pageUploadError(d *pageData, err error) int {
+func (p *Portal) pageUploadError(w http.ResponseWriter, d *pageData, err error) int {
 	switch {
 	case errors.Is(err, documents.ErrTooLarge):
 		d.Error = "The file is too large: the limit is " + humanBytes(p.Account.RecoverySettings().MaxSize) + ". Try a smaller photo or scan."
@@ -267,6 +324,9 @@ func (p *Portal) pageUploadError(d *pageData, err error) int {
 	case errors.Is(err, documents.ErrUnsupported), errors.Is(err, errUploadType):
 		d.Error = "This file is not one we accept. Send a photo or scan as JPG, PNG or PDF, or a Word document (DOC, DOCX) without macros."
 		return http.StatusUnsupportedMediaType
+	case errors.Is(err, errUploadSlow):
+		d.Error = "The file arrived too slowly. Send it again on a faster connection, or a smaller photo or scan."
+		return http.StatusBadRequest
 	case errors.Is(err, errNoDocument), errors.Is(err, errUploadBroken):
 		d.Error = "Choose the file with your ID and send it again."
 		return http.StatusBadRequest
@@ -282,7 +342,11 @@ func (p *Portal) pageUploadError(d *pageData, err error) int {
 	var rl *account.RateLimitedError
 	if errors.As(err, &rl) {
 		d.Error = "Too many recovery requests. Try again in " + humanDuration(rl.RetryAfter) + "."
+		w.Header().Set("Retry-After", retryAfterSeconds(rl.RetryAfter))
 		return http.StatusTooManyRequests
+	}
+	if errors.Is(err, account.ErrBusy) {
+		w.Header().Set("Retry-After", "1")
 	}
 	d.Error = "The service is unavailable right now. Try again shortly."
 	return http.StatusServiceUnavailable
