@@ -848,6 +848,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 	// saved.
 	saved := false
 	var applyErr error
+	var phone string
 	r, err := s.withRecovery(ctx, id, func(r *Recovery) error {
 		if r.User == reviewer {
 			return ErrForbidden
@@ -876,6 +877,9 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 		}
 		saved = true
 		if r.Status == RecoveryApproved && s.cfg.Recovery.CoolingOff <= 0 {
+			// The notice goes to the phone the account has now, which
+			// applying the approval removes.
+			phone = s.accountPhone(ctx, r.User)
 			// Should this fail, the sweeper applies it (it is due).
 			applyErr = s.applyLocked(ctx, r)
 		}
@@ -895,7 +899,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 			"Your request to recover your account was declined.\n\nReason: "+reason+
 				"\n\nYou can sign in with your password and send a new request, for example with a clearer picture of your ID.")
 	case RecoveryApproved:
-		s.tellApproved(ctx, r, c.Base)
+		s.tellApproved(ctx, r, c.Base, phone)
 		if r.Applied {
 			s.tellApplied(ctx, r)
 		}
@@ -906,9 +910,27 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 	return r, nil
 }
 
+// accountPhone is the user's phone number as a method, or "".
+func (s *Service) accountPhone(ctx context.Context, user string) string {
+	u, ok := s.users.DB().Lookup(user)
+	if !ok {
+		return ""
+	}
+	rec, err := s.loadRecord(ctx, user)
+	if err != nil {
+		return ""
+	}
+	phone, err := s.phoneOf(u, rec)
+	if err != nil {
+		return ""
+	}
+	return phone
+}
+
 // tellApproved tells every channel of the account, with a link that
-// cancels the change during the cooling-off period.
-func (s *Service) tellApproved(ctx context.Context, r *Recovery, base string) {
+// cancels the change during the cooling-off period. phone, when set, is
+// the number to text (the account's, before the approval removed it).
+func (s *Service) tellApproved(ctx context.Context, r *Recovery, base, phone string) {
 	u, ok := s.users.DB().Lookup(r.User)
 	if !ok {
 		return
@@ -925,11 +947,10 @@ func (s *Service) tellApproved(ctx context.Context, r *Recovery, base string) {
 		msg += " now."
 	}
 	s.mail(ctx, u, "Account recovery approved", msg)
-	rec, err := s.loadRecord(ctx, r.User)
-	if err != nil {
-		return
+	if phone == "" {
+		phone = s.accountPhone(ctx, r.User)
 	}
-	if phone, err := s.phoneOf(u, rec); err == nil && phone != "" && s.senders.SMS != nil {
+	if phone != "" && s.senders.SMS != nil {
 		text := s.cfg.SiteName + ": a recovery of your account was approved; two-step verification will be turned off."
 		switch {
 		case s.cfg.Recovery.CoolingOff > 0 && base != "":

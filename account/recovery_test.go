@@ -90,6 +90,11 @@ func TestRecoveryApproval(t *testing.T) {
 	if _, err := e.svc.Decide(ctx, alice, r.ID, "approve", "", ip1); err != nil {
 		t.Fatal(err)
 	}
+	// The phone that was a method hears of it, although applying the
+	// approval (no cooling-off) removed it.
+	if m := e.sms.last(t); m.To != "+15551234567" || !strings.Contains(m.Body, "recovery of your account was approved") {
+		t.Fatalf("last SMS %+v, want the approval notice to bob's phone", m)
+	}
 	// Two-step is off, methods gone, sessions ended.
 	if _, err := e.svc.Resolve(ctx, bobToken); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("bob's session survived the approval: %v", err)
