@@ -11,7 +11,7 @@ import (
 var ownCookies = map[string]struct{}{
 	"twostep": {}, "__Host-twostep": {},
 	"twostep_device": {}, "__Host-twostep_device": {},
-	csrfCookie: {}, oidcCookie: {}, "__Host-" + oidcCookie: {},
+	csrfCookie: {}, "__Host-" + csrfCookie: {}, oidcCookie: {}, "__Host-" + oidcCookie: {},
 }
 
 // IsOwnCookie reports whether name is one of twostep's cookies.

@@ -70,7 +70,7 @@ func startFlow(t *testing.T, p *Portal, svc *account.Service) *httptest.Response
 	form := url.Values{"csrf": {svc.CSRFToken(csrf)}, "return": {"/"}}
 	r := httptest.NewRequest(http.MethodPost, "https://"+flowHost+Prefix+"oidc/example", strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.AddCookie(&http.Cookie{Name: csrfCookie, Value: csrf})
+	r.AddCookie(&http.Cookie{Name: csrfCookieName(true), Value: csrf})
 	w := httptest.NewRecorder()
 	p.ServeHTTP(w, r)
 	if w.Code != http.StatusSeeOther {
@@ -157,5 +157,35 @@ func TestOIDCFlowCookieCannotBeTossed(t *testing.T) {
 				t.Errorf("a tossed flow cookie signed the victim's browser in as %q (%v, status %d)", res.Session.User, res.Session.State, w.Code)
 			}
 		}
+	}
+}
+
+// Over HTTPS the CSRF token is bound to a __Host- cookie: one planted as
+// twostep_csrf (by a sibling subdomain under cookie_domain, whose forms
+// the portal accepts, or over plain HTTP) does not make a token valid.
+func TestCSRFCookieCannotBeTossed(t *testing.T) {
+	p, _, svc := oidcPortal(t)
+	csrf := strings.Repeat("c", 43)
+	form := url.Values{"csrf": {svc.CSRFToken(csrf)}, "return": {"/"}}
+	r := httptest.NewRequest(http.MethodPost, "https://"+flowHost+Prefix+"oidc/example", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.AddCookie(&http.Cookie{Name: csrfCookie, Value: csrf})
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden {
+		t.Fatalf("a form with a planted twostep_csrf cookie over HTTPS: %d, want 403", w.Code)
+	}
+	// The cookie the portal sets over HTTPS is the __Host- one.
+	page := httptest.NewRequest(http.MethodGet, "https://"+flowHost+Prefix+"login", nil)
+	w = httptest.NewRecorder()
+	p.ServeHTTP(w, page)
+	var found bool
+	for _, c := range w.Result().Cookies() {
+		if c.Name == csrfCookieName(true) {
+			found = c.Path == "/" && c.Secure && c.Domain == ""
+		}
+	}
+	if !found {
+		t.Fatalf("login page over HTTPS: no __Host-twostep_csrf cookie with Path=/, Secure: %q", w.Header().Values("Set-Cookie"))
 	}
 }

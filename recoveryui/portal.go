@@ -111,6 +111,17 @@ func DeviceCookieName(secure bool, cookieDomain string) string {
 
 const csrfCookie = "twostep_csrf"
 
+// csrfCookieName is the CSRF cookie's name: over HTTPS a `__Host-` cookie,
+// which a sibling subdomain cannot plant (with cookie_domain, forms from
+// those origins are accepted, so the token is what stops one of them).
+// Forms are always posted to the host that rendered them.
+func csrfCookieName(secure bool) string {
+	if secure {
+		return "__Host-" + csrfCookie
+	}
+	return csrfCookie
+}
+
 // SessionToken returns the session cookie's value, or "".
 func (p *Portal) SessionToken(r *http.Request, secure bool) string {
 	return cookieValue(r.Header, SessionCookieName(secure, p.CookieDomain))
@@ -392,7 +403,8 @@ func (p *Portal) clearSession(w http.ResponseWriter, env Env) {
 
 // csrfFor returns the browser's CSRF cookie, setting a new one if absent.
 func (p *Portal) csrfFor(w http.ResponseWriter, r *http.Request, env Env) (string, error) {
-	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) >= 32 && len(c.Value) <= 128 {
+	name := csrfCookieName(env.Secure)
+	if c, err := r.Cookie(name); err == nil && len(c.Value) >= 32 && len(c.Value) <= 128 {
 		return c.Value, nil
 	}
 	v, err := account.NewRandom(32)
@@ -400,14 +412,22 @@ func (p *Portal) csrfFor(w http.ResponseWriter, r *http.Request, env Env) (strin
 		return "", err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: csrfCookie, Value: v, Path: Prefix, HttpOnly: true,
+		Name: name, Value: v, Path: csrfCookiePath(env.Secure), HttpOnly: true,
 		Secure: env.Secure, SameSite: http.SameSiteStrictMode,
 	})
 	return v, nil
 }
 
+// csrfCookiePath: `__Host-` cookies must have Path=/.
+func csrfCookiePath(secure bool) string {
+	if secure {
+		return "/"
+	}
+	return Prefix
+}
+
 func (p *Portal) checkCSRF(r *http.Request) bool {
-	c, err := r.Cookie(csrfCookie)
+	c, err := r.Cookie(csrfCookieName(p.Env != nil && p.Env(r).Secure))
 	if err != nil {
 		return false
 	}

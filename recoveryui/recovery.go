@@ -293,7 +293,7 @@ func (p *Portal) recoveryPage(w http.ResponseWriter, r *http.Request, env Env) {
 	if r.Method == http.MethodPost {
 		docType, doc, token, err := p.readUploadSlot(w, r, res, env.Client)
 		if err == nil {
-			c, cerr := r.Cookie(csrfCookie)
+			c, cerr := r.Cookie(csrfCookieName(env.Secure))
 			if cerr != nil || !p.Account.CheckCSRF(c.Value, token) {
 				p.fail(w, r, http.StatusForbidden, "forbidden", "This form has expired. Go back, reload the page and try again.")
 				return
