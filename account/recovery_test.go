@@ -38,6 +38,15 @@ func pngBytes(t *testing.T) []byte {
 func recoveryEnv(t *testing.T, mutate func(*RecoveryConfig)) (e *tsEnv, bob, alice *Resolved) {
 	t.Helper()
 	e = newTSEnv(t)
+	bob, alice = enableRecovery(t, e, mutate)
+	return e, bob, alice
+}
+
+// enableRecovery turns recovery on (alice reviews), gives bob two-step
+// with a phone and alice a phone, and returns bob half signed in and
+// alice signed in.
+func enableRecovery(t *testing.T, e *tsEnv, mutate func(*RecoveryConfig)) (bob, alice *Resolved) {
+	t.Helper()
 	rc := RecoveryConfig{Enabled: true, ReviewGroup: "admins", Approvals: 1, MaxSize: 1 << 20, Expected: "about two days",
 		Retention: time.Hour, AfterApproval: "password_only", Expiry: 30 * 24 * time.Hour, MaxPerAccount: 5, MaxPerIP: 20}
 	if mutate != nil {
@@ -54,7 +63,7 @@ func recoveryEnv(t *testing.T, mutate func(*RecoveryConfig)) (e *tsEnv, bob, ali
 	if _, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1); err != nil {
 		t.Fatal(err)
 	}
-	return e, bob, a
+	return bob, a
 }
 
 func TestRecoveryApproval(t *testing.T) {
@@ -368,23 +377,9 @@ func hookedRecoveryEnv(t *testing.T, mutate func(*RecoveryConfig)) (e *tsEnv, hs
 	e = &tsEnv{env: newEnvWith(t, hs), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
 	e.svc.senders = Senders{SMS: e.sms, Voice: e.voice, Email: e.mail}
 	e.svc.cfg.TOTP.Skew = 1
-	rc := RecoveryConfig{Enabled: true, ReviewGroup: "admins", Approvals: 1, MaxSize: 1 << 20, Expected: "about two days",
-		Retention: time.Hour, AfterApproval: "password_only", Expiry: 30 * 24 * time.Hour, MaxPerAccount: 5, MaxPerIP: 20}
-	if mutate != nil {
-		mutate(&rc)
-	}
-	e.svc.cfg.Recovery = rc
-	ctx := context.Background()
-	e.enrolPhone(t)
-	a := e.signIn(t, "alice", "alice-password")
-	if _, err := e.svc.SetPhone(ctx, a, "+15557654321", MethodSMS, ip1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.ConfirmPhone(ctx, a, e.sms.last(t).Code, ip1); err != nil {
-		t.Fatal(err)
-	}
+	_, alice = enableRecovery(t, e, mutate)
 	e.clock.add(time.Minute)
-	return e, hs, e.signIn(t, "bob", "bob-password"), a
+	return e, hs, e.signIn(t, "bob", "bob-password"), alice
 }
 
 // signInWithCode is the owner signing in with a code sent by SMS, from any
