@@ -235,7 +235,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// bypass and portal included.
 	h.set.strip(r.Header)
 
-	canon, err := policy.CanonicalPath(r.URL.EscapedPath(), h.CaseInsensitivePaths)
+	esc := r.URL.EscapedPath()
+	canon, err := policy.CanonicalPath(esc, h.CaseInsensitivePaths)
+	if err == nil && canon != esc {
+		// Dot segments are resolved in the request itself, so that the
+		// upstream gets the path that was judged (THREATS 4): Express,
+		// Flask or Laravel would route "/admin/../public/x" under /admin.
+		esc, err = resolveDots(r, esc, h.CaseInsensitivePaths, canon)
+	}
 	if err != nil || hidesEncodedSeparator(r) {
 		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
 		return nil
@@ -245,7 +252,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	req := policy.Request{Host: policy.CanonicalHost(r.Host), Path: canon, Method: r.Method, ClientIP: clientIP(r)}
-	rule, alt, err := h.match(&req, r.URL.EscapedPath())
+	rule, alt, err := h.match(&req, esc)
 	if err != nil {
 		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
 		return nil
@@ -286,6 +293,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.deny(w, r)
 	}
 	return nil
+}
+
+// resolveDots removes the dot segments of r's path (esc, whose canonical
+// form is canon) in r itself, and returns the path it goes on with; an
+// error when they cannot be resolved one way only.
+func resolveDots(r *http.Request, esc string, fold bool, canon string) (string, error) {
+	resolved, changed, err := policy.ResolveDotSegments(esc)
+	if err != nil || !changed {
+		return esc, err
+	}
+	if c, err := policy.CanonicalPath(resolved, fold); err != nil || c != canon {
+		return "", errors.New("dot segments resolve to another path")
+	}
+	path, err := url.PathUnescape(resolved)
+	if err != nil {
+		return "", err
+	}
+	r.URL.Path, r.URL.RawPath = path, resolved
+	if r.URL.EscapedPath() != resolved {
+		r.URL.RawPath = ""
+		if r.URL.EscapedPath() != resolved {
+			return "", errors.New("the resolved path does not survive re-escaping")
+		}
+	}
+	return resolved, nil
 }
 
 // hidesEncodedSeparator reports a request target whose path holds an

@@ -70,8 +70,9 @@ func normalise(name string) string {
 }
 
 // isIdentity reports whether a header name normalises to an identity
-// header (ASCII lower case, `_` read as `-`: header names are tokens, and
-// Go's server refuses any other byte), without allocating. Most names are
+// header (ASCII lower case, every byte but a letter or digit read as `-`:
+// header names are tokens, and Go's server refuses any other byte),
+// without allocating. Most names are
 // passed over by their length and first byte without hashing.
 func (hs *headerSet) isIdentity(name string) bool {
 	if len(name) < hs.minLen || len(name) > hs.maxLen || !hs.first[lowerASCII(name[0])] {
@@ -80,7 +81,9 @@ func (hs *headerSet) isIdentity(name string) bool {
 	var buf [maxAliasLen]byte
 	for i := 0; i < len(name); i++ {
 		c := lowerASCII(name[i])
-		if c == '_' {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			// "_" (CGI, WSGI, PHP), "." (PHP turns it into "_" too) and
+			// any other separator a backend may fold: all read as "-".
 			c = '-'
 		}
 		buf[i] = c

@@ -59,7 +59,21 @@ func forwardedOriginal(r *http.Request) (original, error) {
 			return original{}, errForwarded
 		}
 		o.method = r.Header.Get("X-Original-Method")
-		o.scheme, o.host, o.uri = u.Scheme, u.Host, u.RequestURI()
+		o.scheme, o.host = u.Scheme, u.Host
+		// The target as nginx sent it, not u.RequestURI(): that re-escapes
+		// a decoded path as soon as the raw one holds a byte Go escapes,
+		// turning "%2F" into "/" (SPEC §2 refuses an encoded slash).
+		if !strings.HasPrefix(strings.ToLower(raw), u.Scheme+"://") {
+			return original{}, errForwarded
+		}
+		authority, rest, ok := strings.Cut(raw[len(u.Scheme)+3:], "/")
+		if strings.ContainsAny(authority, "?#") {
+			return original{}, errForwarded
+		}
+		o.uri = "/"
+		if ok {
+			o.uri += rest
+		}
 	} else {
 		o.method = r.Header.Get("X-Forwarded-Method")
 		o.scheme = strings.ToLower(r.Header.Get("X-Forwarded-Proto"))
@@ -93,8 +107,19 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	canon, err := policy.CanonicalPath(o.path, h.CaseInsensitivePaths)
+	if err == nil {
+		// The front proxy sends the request on as it came: dot segments
+		// would be read one way here and maybe another by the upstream.
+		if _, dots, derr := policy.ResolveDotSegments(o.path); derr != nil || dots {
+			err = policy.ErrAmbiguousPath
+		}
+	}
 	if err != nil {
 		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_path", "The request path is ambiguous and was refused.")
+		return
+	}
+	if !asciiHost(o.host) {
+		recoveryui.WriteError(w, http.StatusBadRequest, "invalid_request", "The original host is not an ASCII host name.")
 		return
 	}
 	req := policy.Request{Host: policy.CanonicalHost(o.host), Path: canon, Method: strings.ToUpper(o.method), ClientIP: clientIP(r)}
@@ -166,4 +191,15 @@ func (h *Handler) sidecarSignIn(w http.ResponseWriter, r *http.Request, code, pa
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusFound)
+}
+
+// asciiHost: a host of printable ASCII (an IDN comes as its xn-- form);
+// anything else would be folded by one party and not by another.
+func asciiHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if h[i] <= ' ' || h[i] >= 0x7f {
+			return false
+		}
+	}
+	return h != ""
 }

@@ -1,8 +1,9 @@
 package policy
 
 import (
-	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Decide says what a request under rule, made by sub, may do at now:
@@ -86,9 +87,25 @@ func isOneOf(users []string, user string) bool {
 		return false
 	}
 	for _, u := range users {
-		if strings.EqualFold(u, user) {
+		// The account's own key (users.Canonical: strings.ToLower), not
+		// EqualFold, which also folds "ſ" to "s": "ſam" is another account.
+		if equalLower(u, user) {
 			return true
 		}
 	}
 	return false
+}
+
+// equalLower reports strings.ToLower(a) == strings.ToLower(b) without
+// allocating.
+func equalLower(a, b string) bool {
+	for a != "" && b != "" {
+		ra, na := utf8.DecodeRuneInString(a)
+		rb, nb := utf8.DecodeRuneInString(b)
+		if unicode.ToLower(ra) != unicode.ToLower(rb) {
+			return false
+		}
+		a, b = a[na:], b[nb:]
+	}
+	return a == "" && b == ""
 }

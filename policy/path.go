@@ -247,6 +247,9 @@ func rebuildPath(s string, fold bool) (string, error) {
 		tmpBuf   [64]byte
 		tmp      = tmpBuf[:0]
 		trailing bool
+		// prevEmpty: the segment before was empty ("//"): a ".." after
+		// it is popped by RFC 3986 and WHATWG, merged away here.
+		prevEmpty bool
 	)
 	rest := s[1:]
 	for {
@@ -257,8 +260,9 @@ func rebuildPath(s string, fold bool) (string, error) {
 		if fold {
 			tmp = bytes.ToLower(tmp)
 		}
+		empty := len(tmp) == 0
 		switch {
-		case len(tmp) == 0:
+		case empty:
 			if param && !last {
 				return "", errDotParam
 			}
@@ -275,6 +279,9 @@ func rebuildPath(s string, fold bool) (string, error) {
 			if param {
 				return "", errDotParam
 			}
+			if prevEmpty {
+				return "", errEmptyBeforeDotDot
+			}
 			if len(stack) == 0 {
 				return "", errAboveRoot
 			}
@@ -290,6 +297,7 @@ func rebuildPath(s string, fold bool) (string, error) {
 			out = appendEncoded(out, tmp)
 			trailing = false
 		}
+		prevEmpty = empty
 		if last {
 			break
 		}
@@ -380,7 +388,7 @@ func CanonicalHost(host string) string {
 	if strings.HasPrefix(h, "[") {
 		end := strings.IndexByte(h, ']')
 		if end < 0 {
-			return strings.ToLower(h) // malformed: matches no configured host
+			return asciiLower(h) // malformed: matches no configured host
 		}
 		return canonicalIPv6(h[1:end])
 	}
@@ -392,7 +400,25 @@ func CanonicalHost(host string) string {
 		return canonicalIPv6(h) // a bare IPv6 address
 	}
 	h = strings.TrimSuffix(h, ".")
-	return strings.ToLower(h)
+	return asciiLower(h)
+}
+
+// asciiLower lower-cases ASCII letters only: strings.ToLower would turn
+// "İ" into "i" and the Kelvin sign into "k", so that a host no DNS name or
+// front proxy takes for public.example.com matched its rules.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func canonicalIPv6(h string) string {
@@ -402,5 +428,74 @@ func canonicalIPv6(h string) string {
 		}
 		return h
 	}
-	return strings.ToLower(h)
+	return asciiLower(h)
+}
+
+// errEmptyBeforeDotDot: "//.." reads differently as RFC 3986 and the
+// WHATWG URL parser resolve it ("/a//../b" is "/a/b": the empty segment
+// is popped) and as slash-merging does first ("/b").
+var errEmptyBeforeDotDot = fmt.Errorf("%w: .. after an empty segment", ErrAmbiguousPath)
+
+// ResolveDotSegments removes the "." and ".." segments (also written
+// %2e) of an escaped path as a client sent it, leaving every other byte
+// as it was, so that the request can go on as it was judged: the caller
+// checks the path with CanonicalPath first. changed is false for a path
+// without dot segments. A ".." right after an empty segment is refused
+// (errEmptyBeforeDotDot), and so is one above the root.
+func ResolveDotSegments(escaped string) (resolved string, changed bool, err error) {
+	if !strings.HasPrefix(escaped, "/") {
+		return "", false, errPathNoSlash
+	}
+	segs := strings.Split(escaped[1:], "/")
+	out := make([]string, 0, len(segs))
+	trailing := false
+	for _, seg := range segs {
+		name, _, _ := strings.Cut(seg, ";")
+		switch dotName(name) {
+		case 1:
+			changed, trailing = true, true
+			continue
+		case 2:
+			changed, trailing = true, true
+			if len(out) == 0 {
+				return "", false, errAboveRoot
+			}
+			if out[len(out)-1] == "" {
+				return "", false, errEmptyBeforeDotDot
+			}
+			out = out[:len(out)-1]
+			continue
+		}
+		out = append(out, seg)
+		trailing = false
+	}
+	if !changed {
+		return escaped, false, nil
+	}
+	p := "/" + strings.Join(out, "/")
+	if trailing && !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	return p, true, nil
+}
+
+// dotName is 1 for a "." segment name, 2 for "..", else 0; the dots may
+// be percent-encoded.
+func dotName(name string) int {
+	n := 0
+	for i := 0; i < len(name); {
+		switch {
+		case name[i] == '.':
+			i++
+		case i+2 < len(name) && name[i] == '%' && name[i+1] == '2' && (name[i+2] == 'e' || name[i+2] == 'E'):
+			i += 3
+		default:
+			return 0
+		}
+		n++
+		if n > 2 {
+			return 0
+		}
+	}
+	return n
 }

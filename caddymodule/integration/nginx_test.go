@@ -45,7 +45,7 @@ http {
             proxy_pass http://localhost:9081/.twostep/api/verify; # the Host the sidecar site answers
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-URL $scheme://$host:$server_port$request_uri; # a non-default port
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_set_header Accept "application/json";
@@ -58,9 +58,13 @@ http {
             auth_request /_twostep;
             auth_request_set $user $upstream_http_remote_user;
             auth_request_set $groups $upstream_http_remote_groups;
+            auth_request_set $email $upstream_http_remote_email;
+            auth_request_set $name $upstream_http_remote_name;
             auth_request_set $twostep_page $upstream_http_location;
             proxy_set_header Remote-User $user;
             proxy_set_header Remote-Groups $groups;
+            proxy_set_header Remote-Email $email;
+            proxy_set_header Remote-Name $name;
             error_page 401 =302 $twostep_page;
             proxy_pass http://%[3]s;
         }
