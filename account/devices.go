@@ -551,23 +551,42 @@ func (s *Service) UserDevices(ctx context.Context, user string) ([]DeviceView, e
 	return s.Devices(ctx, &Resolved{Session: &store.Session{User: user, State: store.StateTwoFactor}, User: u}, "")
 }
 
-// PasswordsChanged ends the trusted devices of every user whose password
-// differs between two snapshots of the users file. Those devices stopped
-// skipping the code at once (their records name the old credential); this
-// removes the records and counts and audits the revocation like any other.
-// It stops at the first store error: what is left stays harmless.
+// PasswordsChanged acts on a reload of the users file: every user whose
+// password changed, who was disabled, or who is gone loses their sessions
+// and trusted devices now. Resolve already refuses them on their next
+// request, but only while the change stands: a revert (re-enabling the
+// user, restoring the old file) would otherwise bring back every cookie
+// that was not presented meanwhile. The revocation is counted and audited
+// like any other. It stops at the first store error.
 func (s *Service) PasswordsChanged(ctx context.Context, old, cur *users.DB) {
 	if old == nil || cur == nil {
 		return
 	}
-	for _, u := range cur.Users() {
-		o, ok := old.Lookup(u.Name)
-		if !ok || o.Credential == u.Credential {
+	for _, o := range old.Users() {
+		u, ok := cur.Lookup(o.Name)
+		why := ""
+		switch {
+		case !ok:
+			why = "user removed"
+		case u.Disabled && !o.Disabled:
+			why = "user disabled"
+		case o.Credential != u.Credential:
+			why = "password changed"
+		default:
 			continue
 		}
-		if err := s.revokeDevices(ctx, users.Canonical(u.Name), "password changed"); err != nil {
-			s.log.Warn("trusted devices of a changed password not removed", zap.String("user", u.Name), zap.Error(err))
+		user := users.Canonical(o.Name)
+		if err := s.revokeDevices(ctx, user, why); err != nil {
+			s.log.Warn("sessions and devices of a changed user not removed", zap.String("user", o.Name), zap.Error(err))
 			return
+		}
+		n, err := s.store.DeleteUserSessions(ctx, user)
+		if err != nil {
+			s.log.Warn("sessions and devices of a changed user not removed", zap.String("user", o.Name), zap.Error(err))
+			return
+		}
+		if n > 0 {
+			s.audit.Info("sessions ended", zap.String("user", user), zap.Int("count", n), zap.String("reason", why), zap.String("outcome", "success"))
 		}
 	}
 }
