@@ -5,13 +5,11 @@ package account
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -25,7 +23,7 @@ func usersReload(t *testing.T, e *env, cur *users.DB) {
 	e.svc.PasswordsChanged(context.Background(), old, cur)
 }
 
-func reviewOnlyBob(t *testing.T) *users.DB {
+func onlyBob(t *testing.T) *users.DB {
 	t.Helper()
 	usersYAML(t, "", false) // sets bobHash
 	db, err := users.Parse([]byte("users:\n  bob:\n    password: \"" + bobHash + "\"\n"))
@@ -59,7 +57,7 @@ func TestUsersFileChangeEndsSessionsAtOnce(t *testing.T) {
 	}{
 		{"disable then enable", func(t *testing.T) *users.DB { return usersYAML(t, "", true) }},
 		{"password changed then reverted", func(t *testing.T) *users.DB { return usersYAML(t, string(nh), false) }},
-		{"removed then restored", reviewOnlyBob},
+		{"removed then restored", onlyBob},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,53 +78,4 @@ func TestUsersFileChangeEndsSessionsAtOnce(t *testing.T) {
 			}
 		})
 	}
-}
-
-// hookedStore lets a test stop one PutSession of a given user in the middle,
-// after the sign-in decided the session's state and before the record is
-// written: what a slow network between a node and Redis does.
-type hookedStore struct {
-	store.Store
-	mu      sync.Mutex
-	user    string
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (h *hookedStore) PutSession(ctx context.Context, s *store.Session) error {
-	h.mu.Lock()
-	hold := s != nil && s.User == h.user && h.entered != nil
-	var entered, release chan struct{}
-	if hold {
-		entered, release = h.entered, h.release
-		h.entered = nil
-	}
-	h.mu.Unlock()
-	if hold {
-		close(entered)
-		<-release
-	}
-	return h.Store.PutSession(ctx, s)
-}
-
-// reviewBus is an in-process pub/sub between the caches of two nodes.
-type reviewBus struct {
-	mu   sync.Mutex
-	subs []func(string)
-}
-
-func (b *reviewBus) Publish(_ context.Context, msg string) error {
-	b.mu.Lock()
-	subs := append([]func(string){}, b.subs...)
-	b.mu.Unlock()
-	for _, fn := range subs {
-		fn(msg)
-	}
-	return nil
-}
-
-func (b *reviewBus) Subscribe(_ context.Context, fn func(string)) {
-	b.mu.Lock()
-	b.subs = append(b.subs, fn)
-	b.mu.Unlock()
 }
