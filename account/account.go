@@ -449,10 +449,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		if err != nil {
 			return nil, err
 		}
-		if d != nil {
-			if err := s.touchDevice(ctx, d, h, c); err != nil {
+		live := d != nil
+		if live {
+			if live, err = s.touchDevice(ctx, d, h, c); err != nil {
 				return nil, err
 			}
+		}
+		if live {
 			sess.State = store.StateTwoFactor
 			sess.Device = h
 			sess.SecondFactorAt = d.Created

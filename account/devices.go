@@ -239,19 +239,25 @@ func (s *Service) checkDevice(ctx context.Context, u *users.User, cookie string)
 	return &d, h, nil
 }
 
-// touchDevice records a use, at most once a minute.
-func (s *Service) touchDevice(ctx context.Context, d *Device, h string, c Client) error {
+// touchDevice records a use, at most once a minute. The write replaces the
+// record only while it is stored: a revocation that deleted it after
+// checkDevice read it stays final, and touchDevice reports the device gone.
+func (s *Service) touchDevice(ctx context.Context, d *Device, h string, c Client) (live bool, err error) {
 	now := s.now()
 	if now.Sub(d.LastUsed) < TouchInterval {
-		return nil
+		return true, nil
 	}
 	d.LastUsed = now
 	d.IP = c.ip()
 	b, _ := json.Marshal(d)
-	if err := s.store.Put(ctx, deviceKey(h), b, d.Expires.Sub(now), now); err != nil {
-		return &UnavailableError{err}
+	err = s.store.Replace(ctx, deviceKey(h), b, d.Expires.Sub(now), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
 	}
-	return nil
+	if err != nil {
+		return false, &UnavailableError{err}
+	}
+	return true, nil
 }
 
 // DeviceView is a trusted device as the settings page and API show it.

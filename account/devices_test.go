@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -189,6 +191,45 @@ func TestDeviceRevocation(t *testing.T) {
 		}
 		if again, _ := e.svc.SignIn(ctx, "bob", "bob-password", c); again.Session.State != store.StateSecondFactor {
 			t.Fatalf("device after a method change: %v", again.Session.State)
+		}
+	})
+	t.Run("a revocation racing a sign-in stays final", func(t *testing.T) {
+		// The sign-in reads the device, then the owner revokes it (another
+		// request, here run by the store hook at that moment), then the
+		// sign-in records the use: that write must not bring it back.
+		st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		hs := &hookStore{Store: st}
+		e := &tsEnv{env: newEnvWith(t, hs), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
+		e.svc.senders = Senders{SMS: e.sms, Voice: e.voice, Email: e.mail}
+		_, c := trustedBob(t, e)
+		list, err := e.svc.UserDevices(ctx, "bob")
+		if err != nil || len(list) != 1 {
+			t.Fatalf("devices %+v %v", list, err)
+		}
+		e.clock.add(2 * TouchInterval) // the sign-in will record the use
+		revoked := false
+		hs.afterRead(devicePrefix, func() {
+			revoked = true
+			if err := e.svc.RevokeDevice(ctx, "bob", list[0].ID, ip1); err != nil {
+				t.Error(err)
+			}
+		})
+		res, err := e.svc.SignIn(ctx, "bob", "bob-password", c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !revoked {
+			t.Fatal("the hook did not run: the test no longer races the revocation")
+		}
+		if res.Session.State != store.StateSecondFactor || res.Session.Device != "" {
+			t.Fatalf("sign-in racing the revocation: %v (device %q), want a code asked for", res.Session.State, res.Session.Device)
+		}
+		if again, _ := e.svc.SignIn(ctx, "bob", "bob-password", c); again.Session.State != store.StateSecondFactor {
+			t.Fatalf("the revoked device came back: the next sign-in is %v", again.Session.State)
 		}
 	})
 	t.Run("expiry", func(t *testing.T) {

@@ -188,15 +188,18 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 		if err != nil {
 			return nil, err
 		}
-		if d != nil {
+		live := d != nil
+		if live {
+			if live, err = s.touchDevice(ctx, d, h, c); err != nil {
+				return nil, err
+			}
+		}
+		if live {
 			// The browser passed the user's second factor before.
 			if err := s.commitPendingLink(ctx, sess, c); err != nil {
 				return nil, err
 			}
 			delete(sess.Pending, linkPending)
-			if err := s.touchDevice(ctx, d, h, c); err != nil {
-				return nil, err
-			}
 			sess.State, sess.Device, sess.SecondFactorAt = store.StateTwoFactor, h, d.Created
 			sess.Expires = now.Add(s.cfg.SessionLifetime)
 		}

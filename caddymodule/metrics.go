@@ -172,6 +172,13 @@ func (m measured) Put(ctx context.Context, key string, v []byte, ttl time.Durati
 	return err
 }
 
+func (m measured) Replace(ctx context.Context, key string, v []byte, ttl time.Duration, now time.Time) error {
+	start := time.Now()
+	err := m.Store.Replace(ctx, key, v, ttl, now)
+	observe("replace", start, err)
+	return err
+}
+
 func (m measured) Take(ctx context.Context, key string, now time.Time) ([]byte, error) {
 	start := time.Now()
 	b, err := m.Store.Take(ctx, key, now)

@@ -162,6 +162,10 @@ type Store interface {
 	Get(ctx context.Context, key string, now time.Time) ([]byte, error)
 	// Put stores value under key; ttl 0 keeps it until deleted.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error
+	// Replace stores value under key only if an unexpired value is there at
+	// now, in one atomic step; ErrNotFound (and nothing stored) otherwise. A
+	// write that must not bring back a record deleted meanwhile uses it.
+	Replace(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error
 	// PutIfAbsent stores value unless an unexpired value exists; it returns
 	// the value now stored and whether this call created it.
 	PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) (stored []byte, created bool, err error)

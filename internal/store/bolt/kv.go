@@ -132,6 +132,35 @@ func (db *DB) Put(ctx context.Context, key string, value []byte, ttl time.Durati
 	})
 }
 
+// Replace stores value under key only if a value unexpired at now is there,
+// in one transaction; ErrNotFound otherwise.
+func (db *DB) Replace(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	if err := db.check(ctx); err != nil {
+		return err
+	}
+	if err := store.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := store.ValidateValue(value); err != nil {
+		return err
+	}
+	exp, err := ttlExpiry(ttl, now)
+	if err != nil {
+		return err
+	}
+	return db.update(func(tx *bbolt.Tx) error {
+		k := []byte(key)
+		v, _, err := liveKV(tx.Bucket(bucketKV), k, now)
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			return store.ErrNotFound
+		}
+		return putKVTx(tx, k, value, exp)
+	})
+}
+
 // PutIfAbsent stores value unless a value unexpired at now exists, in one
 // transaction. It returns (a copy of) the value now stored and whether this
 // call created it.

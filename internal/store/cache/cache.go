@@ -268,6 +268,11 @@ func (c *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	return c.writeKey(key, func() error { return c.Store.Put(ctx, key, value, ttl, now) })
 }
 
+// Replace writes through and forgets the key's view.
+func (c *Store) Replace(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	return c.writeKey(key, func() error { return c.Store.Replace(ctx, key, value, ttl, now) })
+}
+
 // PutIfAbsent writes through and forgets the key's view.
 func (c *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) (stored []byte, created bool, err error) {
 	err = c.writeKey(key, func() error {

@@ -90,6 +90,39 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	return nil
 }
 
+// Replace stores value under key only if a value unexpired at now is there,
+// in one script; ErrNotFound otherwise.
+func (s *Store) Replace(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
+	ctx, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := store.ValidateKey(key); err != nil {
+		return err
+	}
+	if err := store.ValidateValue(value); err != nil {
+		return err
+	}
+	exp, err := ttlExpiry(ttl, now)
+	if err != nil {
+		return err
+	}
+	px := ""
+	if exp != 0 {
+		px = strconv.FormatInt(pxat(exp), 10)
+	}
+	n, err := scriptReplace.Run(ctx, s.client, []string{s.kvKey(key)},
+		be8(expiryNanos(now)), kvRecord(exp, value), px).Int()
+	if err != nil {
+		return fail("replace", err)
+	}
+	if n != 1 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
 // PutIfAbsent stores value unless a value unexpired at now exists, in one
 // script. It returns (a copy of) the value now stored and whether this call
 // created it.

@@ -48,6 +48,22 @@ end
 return {1}
 `)
 
+// scriptReplace stores ARGV[2] under KEYS[1] (PXAT ARGV[3], or none when
+// empty) only if a value unexpired at now ARGV[1] is there. It returns 1 if
+// it stored, 0 if not.
+var scriptReplace = goredis.NewScript(luaExpired + `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if #v < 8 then return redis.error_reply('ERR twostep: corrupt record') end
+if expired(v, ARGV[1]) then return 0 end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+end
+return 1
+`)
+
 // scriptIncr adds one to the counter under KEYS[1] at now ARGV[1]. A missing
 // or expired counter starts again at 1 with expiry ARGV[2] (8 bytes) and
 // PXAT ARGV[3]; a live one keeps its expiry. It returns the new 16-byte

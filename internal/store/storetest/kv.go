@@ -271,6 +271,92 @@ func testPutIfAbsentConcurrent(t *testing.T, s store.Store) {
 	}
 }
 
+var replaceTests = []testCase{
+	{"Basic", testReplaceBasic},
+	{"Expired", testReplaceExpired},
+	{"Limits", testReplaceLimits},
+	{"RacesDelete", testReplaceRacesDelete},
+}
+
+func testReplaceBasic(t *testing.T, s store.Store) {
+	base := now()
+	if err := s.Replace(bg, "rep-missing", []byte("v"), time.Hour, base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Replace of a missing key: %v; want ErrNotFound", err)
+	}
+	wantNoValue(t, s, "rep-missing", base, "after Replace of a missing key")
+
+	putKV(t, s, "rep", []byte("old"), time.Hour, base)
+	if err := s.Replace(bg, "rep", []byte("new"), 2*time.Hour, base.Add(time.Minute)); err != nil {
+		t.Fatalf("Replace of a live key: %v", err)
+	}
+	wantValue(t, s, "rep", base.Add(90*time.Minute), []byte("new"), "within the ttl Replace gave")
+	wantNoValue(t, s, "rep", base.Add(time.Minute+2*time.Hour), "at the end of the ttl Replace gave")
+
+	putKV(t, s, "rep-del", []byte("old"), 0, base)
+	if err := s.Delete(bg, "rep-del"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(bg, "rep-del", []byte("back"), 0, base); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Replace of a deleted key: %v; want ErrNotFound", err)
+	}
+	wantNoValue(t, s, "rep-del", base, "after Replace of a deleted key (it must not come back)")
+}
+
+func testReplaceExpired(t *testing.T, s store.Store) {
+	base := now()
+	putKV(t, s, "rep-exp", []byte("old"), time.Hour, base)
+	later := base.Add(time.Hour)
+	if err := s.Replace(bg, "rep-exp", []byte("new"), time.Hour, later); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Replace of a value expired at now: %v; want ErrNotFound", err)
+	}
+	wantNoValue(t, s, "rep-exp", later, "after Replace of an expired value")
+}
+
+func testReplaceLimits(t *testing.T, s store.Store) {
+	base := now()
+	putKV(t, s, "rep-lim", []byte("kept"), 0, base)
+	wantInvalid(t, "Replace with a negative ttl", s.Replace(bg, "rep-lim", []byte("v"), -time.Second, base))
+	wantInvalid(t, "Replace with an empty key", s.Replace(bg, "", []byte("v"), 0, base))
+	tooBig := make([]byte, store.MaxValueLen+1)
+	wantInvalid(t, "Replace with an oversized value", s.Replace(bg, "rep-lim", tooBig, 0, base))
+	wantValue(t, s, "rep-lim", base, []byte("kept"), "after rejected Replace calls")
+}
+
+// testReplaceRacesDelete runs Replace against Delete: whichever order the
+// store applies them in, a deleted key stays deleted unless the Replace
+// came first (then the Delete removed its value).
+func testReplaceRacesDelete(t *testing.T, s store.Store) {
+	base := now()
+	const rounds = 20
+	for round := range rounds {
+		key := fmt.Sprintf("rep-race-%d", round)
+		putKV(t, s, key, []byte("old"), time.Hour, base)
+		go1 := start()
+		var wg sync.WaitGroup
+		var repErr, delErr error
+		wg.Go(func() {
+			<-go1
+			repErr = s.Replace(bg, key, []byte("touched"), time.Hour, base)
+		})
+		wg.Go(func() {
+			<-go1
+			delErr = s.Delete(bg, key)
+		})
+		close(go1)
+		wg.Wait()
+		if delErr != nil {
+			t.Fatalf("round %d: Delete: %v", round, delErr)
+		}
+		if repErr != nil && !errors.Is(repErr, store.ErrNotFound) {
+			t.Fatalf("round %d: Replace: %v", round, repErr)
+		}
+		wantNoValue(t, s, key, base, fmt.Sprintf("round %d: after Delete raced Replace", round))
+		if t.Failed() {
+			return
+		}
+	}
+}
+
 var takeTests = []testCase{
 	{"Basic", testTakeBasic},
 	{"Expired", testTakeExpired},

@@ -162,6 +162,7 @@ func allMethods(s store.Store, at time.Time) map[string]error {
 	_, errs["Get"] = s.Get(bg, "k", at)
 	errs["Put"] = s.Put(bg, "k", []byte("v"), 0, at)
 	_, _, errs["PutIfAbsent"] = s.PutIfAbsent(bg, "k", []byte("v"), 0, at)
+	errs["Replace"] = s.Replace(bg, "k", []byte("v"), 0, at)
 	_, errs["Take"] = s.Take(bg, "k", at)
 	errs["Delete"] = s.Delete(bg, "k")
 	_, _, errs["Incr"] = s.Incr(bg, "c", time.Minute, at)

@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Session", sessionTests},
 		{"KV", kvTests},
 		{"PutIfAbsent", putIfAbsentTests},
+		{"Replace", replaceTests},
 		{"Take", takeTests},
 		{"Incr", incrTests},
 		{"Sweep", sweepTests},
