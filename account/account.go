@@ -467,6 +467,9 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	if err := s.store.PutSession(ctx, sess); err != nil {
 		return nil, &UnavailableError{err}
 	}
+	if err := s.settleOneFactor(ctx, u, sess); err != nil {
+		return nil, err
+	}
 	s.audit.Info("signed in", zap.String("user", name), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"),
 		zap.String("level", sess.State.String()))
@@ -532,6 +535,35 @@ func (s *Service) bannedUntil(ctx context.Context, key string, now time.Time) (t
 		return time.Time{}, nil
 	}
 	return until, nil
+}
+
+// settleOneFactor looks again, once a password-only session is stored, at
+// whether it may be one. Another node may have turned two-step on (or
+// required enrolment) after stateAfterPassword read "off": that node ended
+// the sessions it could see, and this one was not stored yet. Looking after
+// the write closes the gap: either this read sees the change, or the other
+// node's sweep saw this session. The session then asks for what the account
+// needs now. Deny when in doubt: a failed read ends the session.
+func (s *Service) settleOneFactor(ctx context.Context, u *users.User, sess *store.Session) error {
+	if sess.State != store.StateOneFactor {
+		return nil
+	}
+	state, err := s.stateAfterPassword(ctx, u)
+	if err == nil && state == store.StateOneFactor {
+		return nil
+	}
+	if err == nil {
+		sess.State = state
+		sess.Expires = sess.Created.Add(s.cfg.PendingLifetime)
+		if err = s.store.PutSession(ctx, sess); err != nil {
+			err = &UnavailableError{err}
+		}
+	}
+	if err != nil {
+		_ = s.store.DeleteSession(ctx, sess.ID)
+		return err
+	}
+	return nil
 }
 
 func (s *Service) recordFailure(ctx context.Context, now time.Time, keys ...string) error {

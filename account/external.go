@@ -207,6 +207,9 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 	if err := s.store.PutSession(ctx, sess); err != nil {
 		return nil, &UnavailableError{err}
 	}
+	if err := s.settleOneFactor(ctx, u, sess); err != nil {
+		return nil, err
+	}
 	s.metrics.SignIn("oidc", "success")
 	s.audit.Info("signed in", zap.String("user", name), zap.String("provider", id.Provider), zap.Bool("provider_mfa", mfa),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"), zap.String("level", sess.State.String()))

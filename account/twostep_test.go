@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/twostep-auth/twostep/internal/notify"
 	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/policy"
 )
 
@@ -594,6 +596,55 @@ func TestSecuringTheAccountEndsOtherSessions(t *testing.T) {
 	}
 	if _, err := e.svc.Resolve(ctx, full.Token); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("another two-factor session after a new authenticator: %v, want it ended", err)
+	}
+}
+
+// Two nodes over one store: a password sign-in on node A reads "two-step
+// off", then bob turns it on at node B (which ends the sessions it can
+// see), then node A stores its session. That session must not stay a
+// password-only one: the per-user gate is per process and cannot order
+// the two.
+func TestSignInRacingTurnOnOnAnotherNode(t *testing.T) {
+	ctx := context.Background()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	hs := &hookStore{Store: st}
+	nodeA := newEnvWith(t, hs)
+	nodeB := &tsEnv{env: newEnvWith(t, st), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
+	nodeB.svc.senders = Senders{SMS: nodeB.sms, Voice: nodeB.voice, Email: nodeB.mail}
+	b := nodeB.signIn(t, "bob", "bob-password")
+	if _, err := nodeB.svc.SetPhone(ctx, b, "+15551234567", MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	code := nodeB.sms.last(t).Code
+	turnedOn := false
+	hs.afterRead(recordKey("bob"), func() {
+		out, err := nodeB.svc.ConfirmPhone(ctx, b, code, ip1)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		turnedOn = out.TurnedOn
+	})
+	res, err := nodeA.svc.SignIn(ctx, "bob", "bob-password", ip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !turnedOn {
+		t.Fatal("two-step was not turned on during the sign-in: the test no longer races it")
+	}
+	if res.Session.State != store.StateSecondFactor {
+		t.Fatalf("sign-in racing two-step being turned on: %v, want second_factor (a code asked for)", res.Session.State)
+	}
+	r, err := nodeA.svc.Resolve(ctx, res.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Session.State != store.StateSecondFactor {
+		t.Fatalf("the stored session is %v, want second_factor", r.Session.State)
 	}
 }
 
