@@ -148,6 +148,7 @@ type Service struct {
 	sessionKey []byte
 	csrfKey    []byte
 	deviceKey  []byte
+	logKey     []byte
 	macPool    sync.Pool
 
 	hashSlots chan struct{}
@@ -232,6 +233,7 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		sessionKey:  deriveKey(cfg.Secret, "twostep session id v1"),
 		csrfKey:     deriveKey(cfg.Secret, "twostep csrf v1"),
 		deviceKey:   deriveKey(cfg.Secret, "twostep device v1"),
+		logKey:      deriveKey(cfg.Secret, "twostep log tags v1"),
 		hashSlots:   make(chan struct{}, cfg.MaxConcurrentHashes),
 		inspectSlot: make(chan struct{}, 1),
 		uploadSlots: make(chan struct{}, maxUploads),
@@ -357,7 +359,15 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	if name == "" || password == "" || len(username) > 256 || len(password) > 1024 {
 		return nil, ErrInvalidCredentials
 	}
-	userKey := "reg:u:" + name
+	db := s.users.DB()
+	u, known := db.Lookup(name)
+	// A name nobody has is often a password typed into the wrong field:
+	// logs and counter keys hold a keyed tag of it, never the text.
+	who, userKey := zap.String("user", name), "reg:u:"+name
+	if !known {
+		tag := s.nameTag(name)
+		who, userKey = zap.String("unknown_user", tag), "reg:u:?"+tag
+	}
 	ipKey := "reg:ip:" + c.network()
 	// One attempt per user at a time: each sees the failures (and the ban)
 	// the ones before it recorded, so concurrent guesses stop at the ban.
@@ -371,15 +381,13 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		if until, err := s.bannedUntil(ctx, k, now); err != nil {
 			return nil, &UnavailableError{err}
 		} else if !until.IsZero() {
-			s.audit.Info("sign-in refused", zap.String("user", name), zap.String("ip", c.ip()),
+			s.audit.Info("sign-in refused", who, zap.String("ip", c.ip()),
 				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
 			s.metrics.SignIn("password", "banned")
 			return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
 		}
 	}
 
-	db := s.users.DB()
-	u, known := db.Lookup(name)
 	hashToCheck := db.DummyHash()
 	if known {
 		hashToCheck = u.Hash
@@ -390,7 +398,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 			return nil, err
 		}
 		// A malformed hash is refused like a wrong password, and logged.
-		s.log.Warn("password hash could not be checked", zap.String("user", name), zap.Error(err))
+		s.log.Warn("password hash could not be checked", who, zap.Error(err))
 		ok = false
 	}
 	if !known || u.Disabled || !ok {
@@ -403,7 +411,7 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		} else if u.Disabled {
 			reason = "disabled"
 		}
-		s.audit.Info("sign-in failed", zap.String("user", name), zap.String("ip", c.ip()),
+		s.audit.Info("sign-in failed", who, zap.String("ip", c.ip()),
 			zap.String("user_agent", c.UserAgent), zap.String("outcome", reason))
 		s.metrics.SignIn("password", "failure")
 		return nil, ErrInvalidCredentials
@@ -585,6 +593,15 @@ func (s *Service) recordFailure(ctx context.Context, now time.Time, keys ...stri
 		}
 	}
 	return nil
+}
+
+// nameTag is a keyed tag of a sign-in name that no user has: the same for
+// the same name (so the audit log still shows one name tried many times),
+// and not the name, which may be a password typed into the wrong field.
+func (s *Service) nameTag(name string) string {
+	m := hmac.New(sha256.New, s.logKey)
+	m.Write([]byte(name))
+	return hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 // newToken returns a 256-bit random token and its session id.

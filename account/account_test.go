@@ -8,11 +8,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/twostep-auth/twostep/internal/store"
@@ -427,3 +431,40 @@ func TestWithoutCache(t *testing.T) {
 
 // bareStore: this is the run without the cache (TestWithoutCache).
 func bareStore() bool { return os.Getenv("TWOSTEP_ACCOUNT_NO_CACHE") != "" }
+
+// A name nobody has is often a password typed into the wrong field: the
+// audit log keeps a keyed tag of it (the same for the same name, so
+// repeated attempts still line up), never the name itself.
+func TestAuditKeepsNoUnknownName(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	core, logs := observer.New(zapcore.InfoLevel)
+	e.svc.audit = zap.New(core)
+	const typed = "Correct-Horse-Battery-9"
+	for range e.svc.cfg.Regulation.MaxRetries + 1 { // the last one is refused by the ban
+		if _, err := e.svc.SignIn(ctx, typed, "whatever", ip1); err == nil {
+			t.Fatal("signed in as nobody")
+		}
+	}
+	if _, err := e.svc.SignIn(ctx, "alice", "wrong", ip2); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatal(err)
+	}
+	tags := map[string]bool{}
+	for _, entry := range logs.All() {
+		for k, v := range entry.ContextMap() {
+			if s := fmt.Sprint(v); strings.Contains(strings.ToLower(s), strings.ToLower(typed)) {
+				t.Errorf("audit %q: field %s holds the typed name %q", entry.Message, k, s)
+			}
+			if k == "unknown_user" {
+				tags[fmt.Sprint(v)] = true
+			}
+		}
+	}
+	if len(tags) != 1 {
+		t.Errorf("tags of the unknown name: %v, want one, the same on every line", tags)
+	}
+	// A known user is still named.
+	if got := logs.FilterField(zap.String("user", "alice")).Len(); got != 1 {
+		t.Errorf("audit lines naming alice: %d, want 1", got)
+	}
+}
