@@ -464,3 +464,29 @@ func TestOwnCookiesNotForwarded(t *testing.T) {
 		t.Fatalf("the upstream received Cookie %q", got)
 	}
 }
+
+// The README's recipe for apps that send no Cache-Control: a shared cache
+// must not keep a signed-in user's page, and the app's own choice stands.
+func TestCacheControlRecipe(t *testing.T) {
+	const recipe = `header ?Cache-Control "private"`
+	startEdited(t, func(cfg string) string {
+		edited := strings.Replace(cfg, "header X-Seen-User", recipe+"\n\t\theader X-Seen-User", 1)
+		if edited == cfg {
+			t.Fatal("the site block changed: the recipe was not added")
+		}
+		return edited
+	})
+	alice := newClient(t)
+	alice.mustLogin("alice", alicePassword)
+	for _, c := range []struct{ query, want string }{
+		{"", "private"},
+		{"?cache_control=" + url.QueryEscape("public, max-age=60"), "public, max-age=60"},
+		{"?cache_control=no-store", "no-store"},
+	} {
+		r := alice.get(site + "/reports/q1" + c.query)
+		wantStatus(t, r, http.StatusOK)
+		if got := r.Header.Values("Cache-Control"); len(got) != 1 || got[0] != c.want {
+			t.Errorf("app sent %q: Cache-Control %q, want exactly %q", c.query, got, c.want)
+		}
+	}
+}

@@ -51,6 +51,9 @@ func newEcho(t *testing.T) *echo {
 		e.last = r.Header.Clone()
 		e.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
+		if cc := r.URL.Query().Get("cache_control"); cc != "" {
+			w.Header().Set("Cache-Control", cc) // as the app chose
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"path":    r.URL.Path,
 			"user":    r.Header.Values("Remote-User"),
@@ -183,10 +186,16 @@ func (f *fixture) storage() string { return filepath.Join(f.dir, "caddy-data") }
 // start loads a fresh configuration with its own users file and store.
 func start(t *testing.T) *fixture {
 	t.Helper()
+	return startEdited(t, func(cfg string) string { return cfg })
+}
+
+// startEdited is start with edit applied to the Caddyfile.
+func startEdited(t *testing.T, edit func(cfg string) string) *fixture {
+	t.Helper()
 	f := &fixture{t: t, tester: caddytest.NewTester(t), dir: t.TempDir(), echo: newEcho(t)}
 	f.usersFile = filepath.Join(f.dir, "users.yml")
 	writeUsers(t, f.usersFile, alicePassword, false)
-	f.load(f.caddyfile("", siteRules))
+	f.load(edit(f.caddyfile("", siteRules)))
 	t.Cleanup(func() { f.load(emptyConfig) })
 	return f
 }
