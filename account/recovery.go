@@ -970,10 +970,17 @@ func (s *Service) cancelSig(id string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// CheckCancelLink reports whether id and sig are a "this wasn't me" link
+// this service made: the page it opens says only then that a recovery was
+// approved (a forged link must not show the real site saying so).
+func (s *Service) CheckCancelLink(id, sig string) bool {
+	return id != "" && len(id) <= 64 && hmac.Equal([]byte(s.cancelSig(id)), []byte(sig))
+}
+
 // CancelRecoveryLink cancels an approved request during cooling-off from
 // the "this wasn't me" link.
 func (s *Service) CancelRecoveryLink(ctx context.Context, id, sig string) error {
-	if id == "" || len(id) > 64 || !hmac.Equal([]byte(s.cancelSig(id)), []byte(sig)) {
+	if !s.CheckCancelLink(id, sig) {
 		return ErrNotFound
 	}
 	r, err := s.withRecovery(ctx, id, func(r *Recovery) error {

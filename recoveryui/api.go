@@ -2,6 +2,7 @@ package recoveryui
 
 import (
 	"errors"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,9 @@ import (
 
 // serveAPI routes /.twostep/api/<name>.
 func (p *Portal) serveAPI(w http.ResponseWriter, r *http.Request, env Env, name string) {
+	if !isSafeMethod(r.Method) && !apiCaller(w, r, name) {
+		return
+	}
 	switch name {
 	case "login":
 		if r.Method != http.MethodPost {
@@ -76,6 +80,33 @@ func (p *Portal) serveAPI(w http.ResponseWriter, r *http.Request, env Env, name 
 		}
 		WriteError(w, http.StatusNotFound, "not_found", "There is no such API endpoint.")
 	}
+}
+
+// apiCaller refuses a state-changing API request that an HTML form can
+// send, answering it itself. The API carries no CSRF token: it relies on
+// a JSON body, which a form cannot send cross-origin without a CORS
+// preflight we never grant. Endpoints without a body (logout,
+// sessions/revoke_all, totp/enroll) and the multipart upload would
+// otherwise take a form posted by any page the origin check counts as
+// ours: a sibling under cookie_domain, or HTML injected into the protected
+// app itself. So a form's navigation (Sec-Fetch-Mode: navigate) is
+// refused, and, for browsers that send no Fetch Metadata, so is any
+// content type but JSON outside the upload.
+func apiCaller(w http.ResponseWriter, r *http.Request, name string) bool {
+	if m := r.Header.Get("Sec-Fetch-Mode"); m == "navigate" || m == "nested-navigate" {
+		WriteError(w, http.StatusForbidden, "forbidden", "The API does not take form submissions; the pages under /.twostep/ do.")
+		return false
+	}
+	if name == "recovery" {
+		return true // multipart, SPEC §4
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "The body must be JSON (Content-Type: application/json), or empty.")
+			return false
+		}
+	}
+	return true
 }
 
 // postAPI lists the POST endpoints of the two-step flows.

@@ -146,7 +146,7 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 	}
 	if errors.Is(err, oidc.ErrUnknownUser) {
 		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.Error(err))
-		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account has no access to this site.")
+		p.renderLogin(w, r, env, ret, http.StatusForbidden, noAccess(pr))
 		return
 	}
 	if err != nil {
@@ -165,12 +165,13 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request, env Env, p
 		Groups: id.Groups, MFA: id.MFA, AuthTime: id.AuthTime, AllowUnknown: !id.Known,
 	}, env.Client)
 	if errors.Is(err, account.ErrInvalidCredentials) || errors.Is(err, account.ErrAccountLinked) {
-		// One answer for an unknown or disabled user and for a name that
-		// another provider account owns: the page must not tell which
-		// names exist here. The log says which (an operator frees a name
-		// whose provider account was re-created with reset-2sv).
+		// One answer (noAccess) for an unknown or disabled user and for a
+		// name that another provider account owns: the page must not
+		// tell which names exist here. The log says which (an operator
+		// frees a name whose provider account was re-created with
+		// reset-2sv).
 		p.log().Info("provider sign-in refused", zap.String("provider", pr.Name()), zap.String("user", id.Username), zap.Error(err))
-		p.renderLogin(w, r, env, ret, http.StatusForbidden, "Your "+providerTitle(pr)+" account ("+id.Username+") has no access to this site.")
+		p.renderLogin(w, r, env, ret, http.StatusForbidden, noAccess(pr))
 		return
 	}
 	if err != nil {
@@ -217,6 +218,14 @@ func (p *Portal) reauthCallback(w http.ResponseWriter, r *http.Request, env Env,
 		return
 	}
 	http.Redirect(w, r, ret, http.StatusSeeOther)
+}
+
+// noAccess is the one refusal of a provider account that may not sign
+// in: whether its name is missing from the users file (oidc.ErrUnknownUser),
+// disabled, or owned by another provider account, in the same words, so
+// that the page does not tell a stranger which names exist here.
+func noAccess(pr *oidc.Provider) string {
+	return "Your " + providerTitle(pr) + " account has no access to this site."
 }
 
 func oidcProblem(err error) string {

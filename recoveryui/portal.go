@@ -5,6 +5,7 @@
 package recoveryui
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -15,9 +16,11 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -426,8 +429,11 @@ func csrfCookiePath(secure bool) string {
 	return Prefix
 }
 
+// checkCSRF checks a form's token against the CSRF cookie csrfFor sets
+// for this request's scheme: over HTTPS only the __Host- one, which no
+// sibling subdomain or plain-HTTP attacker can plant.
 func (p *Portal) checkCSRF(r *http.Request) bool {
-	c, err := r.Cookie(csrfCookieName(p.Env != nil && p.Env(r).Secure))
+	c, err := r.Cookie(csrfCookieName(p.env(r).Secure))
 	if err != nil {
 		return false
 	}
@@ -589,17 +595,91 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		WriteError(w, http.StatusBadRequest, "invalid_request", "The body could not be read.")
 		return false
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if msg, ok := strictJSONObject(body, v); !ok {
+		WriteError(w, http.StatusBadRequest, "invalid_request", msg)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		WriteError(w, http.StatusBadRequest, "invalid_request", jsonProblem(err))
 		return false
 	}
-	if dec.More() {
-		WriteError(w, http.StatusBadRequest, "invalid_request", "The body must hold exactly one JSON object.")
-		return false
-	}
 	return true
+}
+
+// strictJSONObject checks what encoding/json lets through and a stricter
+// reader in front of us (a WAF, an audit log) would read otherwise: the
+// body must be valid UTF-8 and exactly one object, with nothing after it
+// (Decoder.More misses a trailing "}" or "]"), whose keys are v's JSON
+// field names exactly (encoding/json also takes "USERNAME" for
+// "username"), each at most once (else the last one silently wins). It
+// returns the problem in words when there is one.
+func strictJSONObject(body []byte, v any) (string, bool) {
+	if !utf8.Valid(body) {
+		return "The body is not valid UTF-8.", false
+	}
+	names := jsonFieldNames(v)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		if err != nil {
+			return jsonProblem(err), false
+		}
+		return "The body must be a JSON object.", false
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return jsonProblem(err), false
+		}
+		key, _ := t.(string)
+		if _, ok := names[key]; !ok {
+			return "Unknown field " + strconv.Quote(key) + ".", false
+		}
+		if seen[key] {
+			return "Field " + strconv.Quote(key) + " is given twice.", false
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return jsonProblem(err), false
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing "}"
+		return jsonProblem(err), false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return "The body must hold exactly one JSON object.", false
+	}
+	return "", true
+}
+
+// jsonFieldNames lists the JSON names of the fields of the struct v
+// points to.
+func jsonFieldNames(v any) map[string]struct{} {
+	names := make(map[string]struct{})
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return names
+	}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names[name] = struct{}{}
+	}
+	return names
 }
 
 func jsonProblem(err error) string {

@@ -387,6 +387,10 @@ func (p *Portal) recoveryCancelPage(w http.ResponseWriter, r *http.Request, env 
 		return
 	}
 	id, sig := r.FormValue("r"), r.FormValue("sig")
+	if !p.Account.CheckCancelLink(id, sig) {
+		p.fail(w, r, http.StatusNotFound, "not_found", "This link is not valid.")
+		return
+	}
 	csrf, err := p.csrfFor(w, r, env)
 	if err != nil {
 		p.answerErr(w, r, err)
