@@ -132,14 +132,33 @@ func (r *redactedError) Unwrap() error { return r.err }
 
 const redactedMark = "[redacted]"
 
-// hider builds the replacer that scrubs error texts: every non-empty secret
-// becomes "[redacted]", and the recipient's phone number (with or without
-// its "+") becomes its masked form, "•••• 4567", as the portal shows it.
-// Phone numbers are personal data the store keeps encrypted; logs get no
-// more than the last digits.
-func hider(phone string, secrets ...string) *strings.Replacer {
+// scrubber hides secrets in the texts of errors and in the provider answers
+// they quote.
+type scrubber struct {
+	r *strings.Replacer
+	// code matches the one-time code with anything but letters and digits
+	// (or %XX escapes) between its characters: an echoed answer may carry it
+	// as twostep wrote it for a voice call ("9 8 7 1 2 3", "9, 8, 7…") or
+	// URL-encoded in a TwiML form ("9%2C+8%2C+7…").
+	code *regexp.Regexp
+}
+
+// minSpelledCode is the shortest code looked for with separators; a shorter
+// one would blank out unrelated numbers of an error text.
+const minSpelledCode = 4
+
+// codeSeparator is what may stand between two characters of an echoed code.
+const codeSeparator = `(?:[^0-9A-Za-z]|%[0-9A-Fa-f]{2}){0,8}`
+
+// hider builds the scrubber of error texts: the code and every non-empty
+// secret become "[redacted]", also with separators between the code's
+// characters, and the recipient's phone number (with or without its "+")
+// becomes its masked form, "•••• 4567", as the portal shows it. Phone
+// numbers are personal data the store keeps encrypted; logs get no more than
+// the last digits.
+func hider(phone, code string, secrets ...string) *scrubber {
 	var pairs []string
-	for _, sec := range secrets {
+	for _, sec := range append([]string{code}, secrets...) {
 		if sec != "" {
 			pairs = append(pairs, sec, redactedMark)
 		}
@@ -151,10 +170,42 @@ func hider(phone string, secrets ...string) *strings.Replacer {
 			pairs = append(pairs, digits, masked)
 		}
 	}
-	if len(pairs) == 0 {
+	h := &scrubber{}
+	if len(pairs) > 0 {
+		h.r = strings.NewReplacer(pairs...)
+	}
+	if chars := []rune(spell(code, "")); len(chars) >= minSpelledCode {
+		parts := make([]string, len(chars))
+		for i, c := range chars {
+			parts[i] = regexp.QuoteMeta(string(c))
+		}
+		h.code = regexp.MustCompile(strings.Join(parts, codeSeparator))
+	}
+	if h.r == nil && h.code == nil {
 		return nil
 	}
-	return strings.NewReplacer(pairs...)
+	return h
+}
+
+// Replace returns text with everything h hides hidden; a nil h changes
+// nothing.
+func (h *scrubber) Replace(text string) string {
+	if h == nil {
+		return text
+	}
+	if h.r != nil {
+		text = h.r.Replace(text)
+	}
+	if h.code != nil {
+		text = h.code.ReplaceAllLiteralString(text, redactedMark)
+	}
+	return text
+}
+
+// quote is the start of a provider's answer for an error text: scrubbed
+// first, then cut, so that the cut cannot leave part of a secret behind.
+func quote(answer []byte, h *scrubber) string {
+	return snippet([]byte(h.Replace(string(answer))), 200)
 }
 
 // MaskPhone hides all but the last four digits of a phone number:
@@ -170,7 +221,7 @@ func MaskPhone(phone string) string {
 
 // redact returns err unchanged when h changes nothing in its text, and a
 // wrapper with the scrubbed text (and the same chain) otherwise.
-func redact(err error, h *strings.Replacer) error {
+func redact(err error, h *scrubber) error {
 	if err == nil || h == nil {
 		return err
 	}
@@ -184,7 +235,7 @@ func redact(err error, h *strings.Replacer) error {
 
 // failure builds the DeliveryError of a provider, scrubbing the cause's text
 // with h (nil when the cause cannot contain anything to hide).
-func failure(provider string, status int, err error, h *strings.Replacer) *DeliveryError {
+func failure(provider string, status int, err error, h *scrubber) *DeliveryError {
 	return &DeliveryError{Provider: provider, Status: status, Err: redact(stripURL(err), h)}
 }
 

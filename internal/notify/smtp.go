@@ -167,7 +167,7 @@ func (s *SMTP) tlsConfig() *tls.Config {
 // Send sends m (channel email) as one message.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	name := s.Name()
-	hide := hider("", s.Password, m.Code)
+	hide := hider("", m.Code, s.Password)
 	if err := s.Validate(); err != nil {
 		return failure(name, 0, err, hide)
 	}

@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -121,7 +122,10 @@ func validSID(s string) bool {
 // Twilio explained itself.
 func (t *Twilio) Send(ctx context.Context, m Message) error {
 	name := t.Name()
-	hide := hider(m.To, t.AuthToken, m.Code)
+	// A proxy's error page may echo the Authorization header: the base64 of
+	// sid:token is the token.
+	basic := base64.StdEncoding.EncodeToString([]byte(t.AccountSID + ":" + t.AuthToken))
+	hide := hider(m.To, m.Code, t.AuthToken, basic)
 	if err := t.Validate(); err != nil {
 		return failure(name, 0, err, hide)
 	}
@@ -166,6 +170,9 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 		return failure(name, status, err, hide)
 	}
 	if status/100 == 2 {
+		if err := createdResource(body, m.Channel, hide); err != nil {
+			return failure(name, status, err, hide)
+		}
 		return nil
 	}
 	var te TwilioError
@@ -175,10 +182,58 @@ func (t *Twilio) Send(ctx context.Context, m Message) error {
 		}
 		return failure(name, status, &te, hide)
 	}
-	if s := snippet(body, 200); s != "" {
+	if s := quote(body, hide); s != "" {
 		return failure(name, status, fmt.Errorf("unexpected answer: %s", s), hide)
 	}
 	return failure(name, status, errors.New("unexpected answer"), nil)
+}
+
+// twilioResource is what Send reads of the Message or Call Twilio creates.
+type twilioResource struct {
+	SID          string  `json:"sid"`
+	Status       string  `json:"status"`
+	ErrorCode    *int    `json:"error_code"`
+	ErrorMessage *string `json:"error_message"`
+}
+
+// createdResource checks that a 2xx answer is what Twilio answers when it
+// takes a message: a JSON object, the Message (sid "SM…", or "MM…") or Call
+// ("CA…"), that has not already failed. A wrong endpoint, an egress proxy's
+// block page or a captive portal may answer 200 too; taking that for a sent
+// code would tell the user one is coming and skip the fallback provider. An
+// object without a sid is taken (a gateway in Twilio's place may answer
+// less than Twilio does); one naming another kind of resource is not.
+func createdResource(body []byte, ch Channel, hide *scrubber) error {
+	var res *twilioResource
+	if err := json.Unmarshal(body, &res); err != nil || res == nil || (res.SID != "" && !resourceSID(res.SID, ch)) {
+		if s := quote(body, hide); s != "" {
+			return fmt.Errorf("answer is not a Twilio %s resource: %s", ch, s)
+		}
+		return fmt.Errorf("answer is not a Twilio %s resource", ch)
+	}
+	switch {
+	case res.ErrorCode != nil && *res.ErrorCode != 0:
+		te := &TwilioError{Code: *res.ErrorCode}
+		if res.ErrorMessage != nil {
+			te.Message = *res.ErrorMessage
+		}
+		return te
+	case res.Status == "failed" || res.Status == "canceled" || res.Status == "undelivered":
+		return fmt.Errorf("twilio reports the %s %s", ch, res.Status)
+	}
+	return nil
+}
+
+// resourceSID reports whether sid names a resource of the kind Send creates
+// for ch (Twilio's two-letter prefixes).
+func resourceSID(sid string, ch Channel) bool {
+	switch {
+	case ch == ChannelVoice:
+		return strings.HasPrefix(sid, "CA")
+	case ch == ChannelSMS:
+		return strings.HasPrefix(sid, "SM") || strings.HasPrefix(sid, "MM")
+	}
+	return false
 }
 
 // VoiceTwiML is the TwiML a voice call runs: the code's digits one by one,

@@ -79,7 +79,7 @@ func (w *Webhook) Validate() error {
 // Send posts m. Only the sms and voice channels are served.
 func (w *Webhook) Send(ctx context.Context, m Message) error {
 	name := w.Name()
-	hide := hider(m.To, w.Secret, m.Code)
+	hide := hider(m.To, m.Code, w.Secret)
 	if err := w.Validate(); err != nil {
 		return failure(name, 0, err, hide)
 	}
@@ -108,7 +108,7 @@ func (w *Webhook) Send(ctx context.Context, m Message) error {
 	if status/100 == 2 {
 		return nil
 	}
-	if s := snippet(answer, 200); s != "" {
+	if s := quote(answer, hide); s != "" {
 		return failure(name, status, fmt.Errorf("receiver refused the message: %s", s), hide)
 	}
 	return failure(name, status, errors.New("receiver refused the message"), nil)

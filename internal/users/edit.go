@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -33,7 +35,7 @@ func AddUser(path string, u NewUser) error {
 	}
 	return editFile(path, true, func(users *yaml.Node) error {
 		for i := 0; i+1 < len(users.Content); i += 2 {
-			if k := resolve(users.Content[i]); Canonical(k.Value) == Canonical(u.Name) {
+			if k := resolve(users.Content[i]); Canonical(k.Value) == Canonical(u.Name) || lookalikeKey(k.Value) == lookalikeKey(u.Name) {
 				return fmt.Errorf("user %s already exists (as %s)", quoteName(u.Name), quoteName(k.Value))
 			}
 		}
@@ -186,6 +188,11 @@ func editFile(path string, create bool, fn func(users *yaml.Node) error) error {
 	default:
 		return err
 	}
+	unlock, err := lockEdits(target)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var data []byte
 	_, data, err = readFile(target)
 	exists := err == nil
@@ -194,8 +201,8 @@ func editFile(path string, create bool, fn func(users *yaml.Node) error) error {
 	}
 
 	var root yaml.Node
-	if err := safeYAML(func() error { return yaml.Unmarshal(data, &root) }); err != nil {
-		return fmt.Errorf("%s: not valid YAML: %s", path, yamlMessage(err))
+	if err := safeYAML(func() error { return decodeOnly(data, &root) }); err != nil {
+		return fmt.Errorf("%s: %s", path, err)
 	}
 	users, indent, err := editableUsers(&root, create)
 	if err != nil {
@@ -223,6 +230,59 @@ func editFile(path string, create bool, fn func(users *yaml.Node) error) error {
 		expect = data
 	}
 	return writeAtomic(target, out, expect)
+}
+
+// decodeOnly parses data into root, refusing data with more than one YAML
+// document: the users file is the first one, and writing it back would drop
+// the others.
+func decodeOnly(data []byte, root *yaml.Node) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(root); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("not valid YAML: %s", yamlMessage(err))
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return fmt.Errorf("not valid YAML: %s", yamlMessage(err))
+	}
+	return errors.New("has several YAML documents (---); edit it by hand")
+}
+
+// editLockWait bounds how long an edit waits for another one to finish.
+const editLockWait = 10 * time.Second
+
+// lockEdits serialises the edits of the users file at path (already free of
+// symlinks) among processes that use this package: without it two edits
+// that read the same content could both pass writeAtomic's check, and the
+// second rename would silently undo the first. The lock is taken on the
+// file's directory, so that it also covers creating the file and leaves
+// nothing behind. Where the file system has no such locks (or the directory
+// cannot be read), the edit goes on protected only by writeAtomic's check.
+func lockEdits(path string) (unlock func(), err error) {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return func() {}, nil
+	}
+	deadline := time.Now().Add(editLockWait)
+	for {
+		busy, unsupported, err := tryLock(dir)
+		switch {
+		case err != nil:
+			dir.Close()
+			return nil, fmt.Errorf("%s: cannot lock for editing: %w", path, err)
+		case unsupported:
+			dir.Close()
+			return func() {}, nil
+		case !busy:
+			return func() { dir.Close() }, nil // closing releases the lock
+		case time.Now().After(deadline):
+			dir.Close()
+			return nil, fmt.Errorf("%s: another edit is in progress; try again", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // editableUsers finds (or, with create, makes) the `users` map of a parsed

@@ -45,8 +45,12 @@ const bcryptMaxPasswordLen = 72
 // or mistyped hash cannot make a single Verify allocate gigabytes or spin for
 // minutes.
 const (
-	maxArgon2Memory  = 1 << 20 // KiB (1 GiB)
-	maxArgon2Time    = 20
+	maxArgon2Memory = 1 << 20 // KiB (1 GiB)
+	maxArgon2Time   = 20
+	// maxArgon2Work bounds m×t (KiB × passes), which is what a Verify
+	// costs: 2 GiB-passes (1 GiB × 2, 256 MiB × 8, 64 MiB × 20) already
+	// takes seconds, ten times the defaults' 192 MiB-passes.
+	maxArgon2Work    = 2 << 20
 	maxArgon2Threads = 64
 	minArgon2SaltLen = 8
 	maxArgon2SaltLen = 64
@@ -144,6 +148,8 @@ func parseArgon2id(hash string) (parsedHash, error) {
 		return fail("t=%d outside 1..%d", t, maxArgon2Time)
 	case m < 8*p || m > maxArgon2Memory:
 		return fail("m=%d outside %d..%d", m, 8*p, maxArgon2Memory)
+	case m*t > maxArgon2Work:
+		return fail("m=%d with t=%d: m×t above %d, every sign-in would take seconds", m, t, maxArgon2Work)
 	}
 	// Check encoded lengths before decoding anything.
 	if len(parts[4]) > b64.EncodedLen(maxArgon2SaltLen) || len(parts[5]) > b64.EncodedLen(maxArgon2KeyLen) {

@@ -27,6 +27,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 	"gopkg.in/yaml.v3"
 )
 
@@ -175,6 +177,7 @@ func Parse(data []byte) (*DB, error) {
 		return nil, err
 	}
 	db := &DB{byName: map[string]*User{}, byEmail: map[string]*User{}}
+	lookalikes := map[string]*User{} // by lookalikeKey
 	counts := map[hashParams]int{}
 	var order []hashParams // first appearance, for a stable tie-break
 	if users != nil {
@@ -190,6 +193,11 @@ func Parse(data []byte) (*DB, error) {
 				}
 				return nil, fmt.Errorf("user %s: same name as %s (names are case-insensitive)", quoteName(u.Name), quoteName(prev.Name))
 			}
+			look := lookalikeKey(u.Name)
+			if prev, dup := lookalikes[look]; dup {
+				return nil, fmt.Errorf("user %s: same name as %s once Unicode forms and case are folded; the two would pass for each other", quoteName(u.Name), quoteName(prev.Name))
+			}
+			lookalikes[look] = u
 			db.byName[key] = u
 			db.sorted = append(db.sorted, u)
 			if u.Email != "" {
@@ -273,6 +281,9 @@ func parseUser(k, v *yaml.Node) (*User, hashParams, error) {
 	if v.Kind != yaml.MappingNode {
 		return fail("", errors.New("must be a map of fields (displayname, password, email, groups, …)"))
 	}
+	if err := checkFieldNames(v, 0); err != nil {
+		return fail("", err)
+	}
 	var raw rawUser
 	if err := safeYAML(func() error { return v.Decode(&raw) }); err != nil {
 		return fail("", errors.New(yamlMessage(err)))
@@ -322,6 +333,66 @@ func parseUser(k, v *yaml.Node) (*User, hashParams, error) {
 	sum := sha256.Sum256([]byte(u.Hash))
 	u.Credential = hex.EncodeToString(sum[:8])
 	return u, ph.hashParams, nil
+}
+
+// knownFields are the field names of a user entry, as rawUser reads them.
+var knownFields = []string{"displayname", "password", "email", "phone", "groups", "disabled"}
+
+// checkFieldNames refuses a field name that is one of knownFields written
+// in another case or with '_' or '-' ("Disabled", "display_name"): yaml
+// keys are case-sensitive, so such a field would be ignored like any
+// unknown one, and `Disabled: true` would leave the account open. Maps
+// merged in with `<<` are checked too.
+func checkFieldNames(m *yaml.Node, depth int) error {
+	if depth > 8 {
+		return errors.New("YAML merge keys nested too deeply")
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := resolve(m.Content[i])
+		if k.Kind != yaml.ScalarNode {
+			continue
+		}
+		if k.Tag == "!!merge" {
+			v := resolve(m.Content[i+1])
+			merged := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				merged = v.Content
+			}
+			for _, mm := range merged {
+				if mm = resolve(mm); mm.Kind == yaml.MappingNode {
+					if err := checkFieldNames(mm, depth+1); err != nil {
+						return err
+					}
+				}
+			}
+			continue
+		}
+		if slices.Contains(knownFields, k.Value) {
+			continue
+		}
+		folded := strings.Map(func(r rune) rune {
+			if r == '_' || r == '-' {
+				return -1
+			}
+			return unicode.ToLower(r)
+		}, k.Value)
+		if slices.Contains(knownFields, folded) {
+			return fmt.Errorf("line %d: field %q is not a field twostep reads; write %q (field names are lower-case)", k.Line, k.Value, folded)
+		}
+	}
+	return nil
+}
+
+// lookalikeKey folds a user name by Unicode compatibility (NFKC) and full
+// case folding: "ａｄｍｉｎ", "Admin" and "admin" share one key, as do a
+// precomposed "é" and "e" with a combining accent, or "ß" and "ss". Two users
+// of one file may not share a key: they would look the same in the portal,
+// to reviewers and in logs, and upstream apps that normalise Remote-User
+// (NFKC, database collations) would take one for the other. Lookups still
+// use Canonical: folding a sign-in name this far would let an identity
+// provider's "ａｄｍｉｎ" claim name the admin.
+func lookalikeKey(name string) string {
+	return norm.NFKC.String(cases.Fold().String(norm.NFKC.String(name)))
 }
 
 // scalarString returns the text of a scalar field; "" for an absent or null
