@@ -9,8 +9,8 @@ import (
 // the upstream's business: a logging or compromised app must not collect
 // session or device tokens (THREATS REQ-89).
 var ownCookies = map[string]struct{}{
-	"twostep": {}, "__Host-twostep": {},
-	"twostep_device": {}, "__Host-twostep_device": {},
+	"twostep": {}, "__Host-twostep": {}, "__Secure-twostep": {},
+	"twostep_device": {}, "__Host-twostep_device": {}, "__Secure-twostep_device": {},
 	csrfCookie: {}, "__Host-" + csrfCookie: {}, oidcCookie: {}, "__Host-" + oidcCookie: {},
 }
 

@@ -94,22 +94,30 @@ type Portal struct {
 	Providers []*oidc.Provider
 }
 
-// SessionCookieName is the session cookie's name: `__Host-twostep` on HTTPS
-// without a cookie domain (bound to this exact origin), `twostep` otherwise.
+// SessionCookieName is the session cookie's name. Over HTTPS it carries a
+// prefix the browser enforces: `__Host-twostep` without a cookie domain
+// (set by this exact origin only), `__Secure-twostep` with one (set by a
+// secure origin only: no plain-HTTP response for a subdomain, say one
+// without HSTS on a hostile network, can plant a session of the
+// attacker's). Plain `twostep` over HTTP.
 func SessionCookieName(secure bool, cookieDomain string) string {
-	if secure && cookieDomain == "" {
-		return "__Host-twostep"
-	}
-	return "twostep"
+	return cookiePrefix(secure, cookieDomain) + "twostep"
 }
 
 // DeviceCookieName is the trusted-device cookie's name, prefixed like the
 // session cookie's.
 func DeviceCookieName(secure bool, cookieDomain string) string {
-	if secure && cookieDomain == "" {
-		return "__Host-twostep_device"
+	return cookiePrefix(secure, cookieDomain) + "twostep_device"
+}
+
+func cookiePrefix(secure bool, cookieDomain string) string {
+	switch {
+	case !secure:
+		return ""
+	case cookieDomain == "":
+		return "__Host-"
 	}
-	return "twostep_device"
+	return "__Secure-"
 }
 
 const csrfCookie = "twostep_csrf"

@@ -75,9 +75,36 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 }
 
-func TestSessionCookieName(t *testing.T) {
-	if SessionCookieName(true, "") != "__Host-twostep" || SessionCookieName(false, "") != "twostep" || SessionCookieName(true, "example.com") != "twostep" {
-		t.Fatal("cookie names")
+// Over HTTPS the cookies carry a prefix the browser enforces: __Host- (set
+// by this origin only) without a cookie domain, __Secure- with one, so that
+// no plain-HTTP response for any subdomain (one without HSTS, or a network
+// attacker's) can plant a session of the attacker's, or a device cookie.
+func TestCookieNames(t *testing.T) {
+	for _, c := range []struct {
+		secure         bool
+		domain         string
+		session, device string
+	}{
+		{true, "", "__Host-twostep", "__Host-twostep_device"},
+		{true, "example.com", "__Secure-twostep", "__Secure-twostep_device"},
+		{false, "", "twostep", "twostep_device"},
+		{false, "example.com", "twostep", "twostep_device"},
+	} {
+		if got := SessionCookieName(c.secure, c.domain); got != c.session {
+			t.Errorf("session cookie (secure %v, domain %q) = %q, want %q", c.secure, c.domain, got, c.session)
+		}
+		if got := DeviceCookieName(c.secure, c.domain); got != c.device {
+			t.Errorf("device cookie (secure %v, domain %q) = %q, want %q", c.secure, c.domain, got, c.device)
+		}
+		if !IsOwnCookie(c.session) || !IsOwnCookie(c.device) {
+			t.Errorf("%s or %s is not stripped before the upstream", c.session, c.device)
+		}
+	}
+	// A planted unprefixed cookie is not the session over HTTPS.
+	p := &Portal{CookieDomain: "example.com"}
+	h := http.Header{"Cookie": {"twostep=planted"}}
+	if got := p.SessionToken(&http.Request{Header: h}, true); got != "" {
+		t.Errorf("over HTTPS with a cookie domain, a plain twostep cookie was read as the session: %q", got)
 	}
 }
 
