@@ -81,8 +81,8 @@ func TestSecurityHeaders(t *testing.T) {
 // attacker's) can plant a session of the attacker's, or a device cookie.
 func TestCookieNames(t *testing.T) {
 	for _, c := range []struct {
-		secure         bool
-		domain         string
+		secure          bool
+		domain          string
 		session, device string
 	}{
 		{true, "", "__Host-twostep", "__Host-twostep_device"},
