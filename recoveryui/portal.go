@@ -100,24 +100,27 @@ type Portal struct {
 // secure origin only: no plain-HTTP response for a subdomain, say one
 // without HSTS on a hostile network, can plant a session of the
 // attacker's). Plain `twostep` over HTTP.
+// The names are constants: SessionCookieName runs on every request.
 func SessionCookieName(secure bool, cookieDomain string) string {
-	return cookiePrefix(secure, cookieDomain) + "twostep"
+	switch {
+	case !secure:
+		return "twostep"
+	case cookieDomain == "":
+		return "__Host-twostep"
+	}
+	return "__Secure-twostep"
 }
 
 // DeviceCookieName is the trusted-device cookie's name, prefixed like the
 // session cookie's.
 func DeviceCookieName(secure bool, cookieDomain string) string {
-	return cookiePrefix(secure, cookieDomain) + "twostep_device"
-}
-
-func cookiePrefix(secure bool, cookieDomain string) string {
 	switch {
 	case !secure:
-		return ""
+		return "twostep_device"
 	case cookieDomain == "":
-		return "__Host-"
+		return "__Host-twostep_device"
 	}
-	return "__Secure-"
+	return "__Secure-twostep_device"
 }
 
 const csrfCookie = "twostep_csrf"
