@@ -24,6 +24,17 @@ func ttlExpiry(ttl time.Duration, now time.Time) (int64, error) {
 	return expiryNanos(now.Add(ttl)), nil
 }
 
+// checkWrite validates a write's key and value and returns its expiry.
+func checkWrite(key string, value []byte, ttl time.Duration, now time.Time) (int64, error) {
+	if err := store.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if err := store.ValidateValue(value); err != nil {
+		return 0, err
+	}
+	return ttlExpiry(ttl, now)
+}
+
 // expiredAt reports whether a record expiring at exp (0 = never) is expired
 // at now.
 func expiredAt(exp int64, now time.Time) bool {
@@ -117,13 +128,7 @@ func (db *DB) Put(ctx context.Context, key string, value []byte, ttl time.Durati
 	if err := db.check(ctx); err != nil {
 		return err
 	}
-	if err := store.ValidateKey(key); err != nil {
-		return err
-	}
-	if err := store.ValidateValue(value); err != nil {
-		return err
-	}
-	exp, err := ttlExpiry(ttl, now)
+	exp, err := checkWrite(key, value, ttl, now)
 	if err != nil {
 		return err
 	}
@@ -138,13 +143,7 @@ func (db *DB) Replace(ctx context.Context, key string, value []byte, ttl time.Du
 	if err := db.check(ctx); err != nil {
 		return err
 	}
-	if err := store.ValidateKey(key); err != nil {
-		return err
-	}
-	if err := store.ValidateValue(value); err != nil {
-		return err
-	}
-	exp, err := ttlExpiry(ttl, now)
+	exp, err := checkWrite(key, value, ttl, now)
 	if err != nil {
 		return err
 	}
@@ -168,13 +167,7 @@ func (db *DB) PutIfAbsent(ctx context.Context, key string, value []byte, ttl tim
 	if err := db.check(ctx); err != nil {
 		return nil, false, err
 	}
-	if err := store.ValidateKey(key); err != nil {
-		return nil, false, err
-	}
-	if err := store.ValidateValue(value); err != nil {
-		return nil, false, err
-	}
-	exp, err := ttlExpiry(ttl, now)
+	exp, err := checkWrite(key, value, ttl, now)
 	if err != nil {
 		return nil, false, err
 	}

@@ -24,6 +24,25 @@ func ttlExpiry(ttl time.Duration, now time.Time) (int64, error) {
 	return expiryNanos(now.Add(ttl)), nil
 }
 
+// checkWrite validates a write's key and value and returns its expiry.
+func checkWrite(key string, value []byte, ttl time.Duration, now time.Time) (int64, error) {
+	if err := store.ValidateKey(key); err != nil {
+		return 0, err
+	}
+	if err := store.ValidateValue(value); err != nil {
+		return 0, err
+	}
+	return ttlExpiry(ttl, now)
+}
+
+// pxArg is the scripts' PXAT argument for expiry exp: "" for none.
+func pxArg(exp int64) string {
+	if exp == 0 {
+		return ""
+	}
+	return strconv.FormatInt(pxat(exp), 10)
+}
+
 // liveValue returns the value of record rec, or store.ErrNotFound if it is
 // expired at now.
 func liveValue(rec string, now time.Time) ([]byte, error) {
@@ -67,13 +86,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 		return err
 	}
 	defer s.mu.RUnlock()
-	if err := store.ValidateKey(key); err != nil {
-		return err
-	}
-	if err := store.ValidateValue(value); err != nil {
-		return err
-	}
-	exp, err := ttlExpiry(ttl, now)
+	exp, err := checkWrite(key, value, ttl, now)
 	if err != nil {
 		return err
 	}
@@ -98,22 +111,12 @@ func (s *Store) Replace(ctx context.Context, key string, value []byte, ttl time.
 		return err
 	}
 	defer s.mu.RUnlock()
-	if err := store.ValidateKey(key); err != nil {
-		return err
-	}
-	if err := store.ValidateValue(value); err != nil {
-		return err
-	}
-	exp, err := ttlExpiry(ttl, now)
+	exp, err := checkWrite(key, value, ttl, now)
 	if err != nil {
 		return err
 	}
-	px := ""
-	if exp != 0 {
-		px = strconv.FormatInt(pxat(exp), 10)
-	}
 	n, err := scriptReplace.Run(ctx, s.client, []string{s.kvKey(key)},
-		be8(expiryNanos(now)), kvRecord(exp, value), px).Int()
+		be8(expiryNanos(now)), kvRecord(exp, value), pxArg(exp)).Int()
 	if err != nil {
 		return fail("replace", err)
 	}
@@ -132,22 +135,12 @@ func (s *Store) PutIfAbsent(ctx context.Context, key string, value []byte, ttl t
 		return nil, false, err
 	}
 	defer s.mu.RUnlock()
-	if err := store.ValidateKey(key); err != nil {
-		return nil, false, err
-	}
-	if err := store.ValidateValue(value); err != nil {
-		return nil, false, err
-	}
-	exp, err := ttlExpiry(ttl, now)
+	exp, err := checkWrite(key, value, ttl, now)
 	if err != nil {
 		return nil, false, err
 	}
-	px := ""
-	if exp != 0 {
-		px = strconv.FormatInt(pxat(exp), 10)
-	}
 	res, err := scriptPutIfAbsent.Run(ctx, s.client, []string{s.kvKey(key)},
-		be8(expiryNanos(now)), kvRecord(exp, value), px).Slice()
+		be8(expiryNanos(now)), kvRecord(exp, value), pxArg(exp)).Slice()
 	if err != nil {
 		return nil, false, fail("put if absent", err)
 	}
