@@ -31,17 +31,29 @@ const flowHost = "app.example.test"
 // user mallory.
 func oidcPortal(t *testing.T) (*Portal, *oidctest.Server, *account.Service) {
 	t.Helper()
+	return oidcPortalWith(t, "",
+		[]oidctest.User{{Username: "mallory", Password: "pw-mallory", Email: "mallory@example.test", EmailVerified: true}},
+		func(c *oidc.Config, _ *users.DB) { c.AllowUnknownUsers = true })
+}
+
+// aliceEntry is the users-file entry of alice (password never used here).
+const aliceEntry = "users:\n  alice:\n    password: \"$2a$04$0123456789012345678901uQ9Q9lq0Ew6xQn5Y8m0C9bQ1i3rHq3a\"\n"
+
+// oidcPortalWith is oidcPortal with alice's entry followed by extra, the
+// OP's users, and the provider's configuration changed by provider.
+func oidcPortalWith(t *testing.T, extra string, opUsers []oidctest.User, provider func(*oidc.Config, *users.DB)) (*Portal, *oidctest.Server, *account.Service) {
+	t.Helper()
 	callback := "https://" + flowHost + Prefix + "oidc/example/callback"
 	op := oidctest.NewServer(t, oidctest.Options{
 		Clients: []oidctest.Client{{ID: "twostep", Secret: "client-secret", RedirectURIs: []string{callback}}},
-		Users:   []oidctest.User{{Username: "mallory", Password: "pw-mallory", Email: "mallory@example.test", EmailVerified: true}},
+		Users:   opUsers,
 	})
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	db, err := users.Parse([]byte("users:\n  alice:\n    password: \"$2a$04$0123456789012345678901uQ9Q9lq0Ew6xQn5Y8m0C9bQ1i3rHq3a\"\n"))
+	db, err := users.Parse([]byte(aliceEntry + extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +66,9 @@ func oidcPortal(t *testing.T) (*Portal, *oidctest.Server, *account.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := oidc.New(oidc.Config{Name: "example", Issuer: op.Issuer, ClientID: "twostep", ClientSecret: "client-secret",
-		AllowUnknownUsers: true})
+	cfg := oidc.Config{Name: "example", Issuer: op.Issuer, ClientID: "twostep", ClientSecret: "client-secret"}
+	provider(&cfg, db)
+	pr, err := oidc.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

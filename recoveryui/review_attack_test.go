@@ -242,38 +242,12 @@ var alertText = regexp.MustCompile(`<p class="alert error" role="alert">([^<]*)<
 // attacker who can pick the user name at the provider (self-registration)
 // probes names one sign-in each. Expected: the same page for all.
 func TestAttackOIDCRefusalTellsWhichNamesExist(t *testing.T) {
-	callback := "https://" + flowHost + Prefix + "oidc/example/callback"
-	op := oidctest.NewServer(t, oidctest.Options{
-		Clients: []oidctest.Client{{ID: "twostep", Secret: "client-secret", RedirectURIs: []string{callback}}},
-		Users: []oidctest.User{
-			{Username: "alice", Password: "pw-alice", Email: "alice@idp.test", EmailVerified: true},
-			{Username: "nobody", Password: "pw-nobody", Email: "nobody@idp.test", EmailVerified: true},
-		},
+	p, op, svc := oidcPortalWith(t, "    disabled: true\n", []oidctest.User{
+		{Username: "alice", Password: "pw-alice", Email: "alice@idp.test", EmailVerified: true},
+		{Username: "nobody", Password: "pw-nobody", Email: "nobody@idp.test", EmailVerified: true},
+	}, func(c *oidc.Config, db *users.DB) {
+		c.KnownUser = func(name string) bool { _, ok := db.Lookup(users.Canonical(name)); return ok }
 	})
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	db, err := users.Parse([]byte("users:\n  alice:\n    password: \"$2a$04$0123456789012345678901uQ9Q9lq0Ew6xQn5Y8m0C9bQ1i3rHq3a\"\n    disabled: true\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := account.New(account.Config{
-		SessionIdle: 30 * time.Minute, SessionLifetime: 12 * time.Hour,
-		Regulation: account.Regulation{MaxRetries: 3, FindTime: 10 * time.Minute, BanTime: 15 * time.Minute},
-		Secret:     []byte("0123456789abcdef0123456789abcdef"),
-		Providers:  []string{"example"},
-	}, st, staticUsers{db}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, err := oidc.New(oidc.Config{Name: "example", Issuer: op.Issuer, ClientID: "twostep", ClientSecret: "client-secret",
-		KnownUser: func(name string) bool { _, ok := db.Lookup(users.Canonical(name)); return ok }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Portal{Account: svc, Providers: []*oidc.Provider{pr}, Env: func(*http.Request) Env { return Env{Secure: true} }}
 
 	answer := func(user, pw string) (int, string) {
 		w := startFlow(t, p, svc)
