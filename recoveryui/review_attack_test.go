@@ -11,18 +11,14 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/oidc"
 	"github.com/twostep-auth/twostep/internal/oidc/oidctest"
-	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -41,31 +37,13 @@ type attackSite struct {
 
 func newAttackSite(t *testing.T, shared bool) *attackSite {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h, err := bcrypt.GenerateFromPassword([]byte("bob-password"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := users.Parse([]byte("users:\n  bob:\n    password: \"" + string(h) + "\"\n    phone: \"+15551234567\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	box := &smsBox{}
-	svc, err := account.New(account.Config{
-		SessionIdle: 30 * time.Minute, SessionLifetime: 12 * time.Hour, PendingLifetime: 10 * time.Minute,
-		Regulation:      account.Regulation{MaxRetries: 3, FindTime: 10 * time.Minute, BanTime: 15 * time.Minute},
-		Secret:          []byte("0123456789abcdef0123456789abcdef"),
+	svc := bobService(t, "    phone: \"+15551234567\"\n", account.Config{
+		PendingLifetime: 10 * time.Minute,
 		TwoStepRequired: true,
 		Senders:         account.Senders{SMS: box},
 		Recovery:        account.RecoveryConfig{Enabled: true, ReviewGroup: "admins", Approvals: 1, MaxSize: 1 << 20, Expected: "about two days", Expiry: 30 * 24 * time.Hour},
-	}, st, staticUsers{db}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, nil)
 	client := account.Client{IP: netip.MustParseAddr("192.0.2.1"), UserAgent: "test"}
 	p := &Portal{Account: svc, Env: func(*http.Request) Env { return Env{Secure: true, Client: client} }}
 	if shared {

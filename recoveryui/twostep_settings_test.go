@@ -71,6 +71,18 @@ type tsPortal struct {
 
 func newTSPortal(t *testing.T) *tsPortal {
 	t.Helper()
+	tp := &tsPortal{sms: &smsBox{}, clock: &testClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, csrf: strings.Repeat("c", 43)}
+	tp.svc = bobService(t, "", account.Config{Senders: account.Senders{SMS: tp.sms}}, tp.clock.now)
+	client := account.Client{IP: netip.MustParseAddr("192.0.2.1"), UserAgent: "test"}
+	tp.p = &Portal{Account: tp.svc, Env: func(*http.Request) Env { return Env{Client: client} }}
+	return tp
+}
+
+// bobService is an account service over a fresh store whose users file
+// holds bob (password "bob-password") with extra fields appended to his
+// entry; cfg gets the tests' session, regulation and secret settings.
+func bobService(t *testing.T, extra string, cfg account.Config, now func() time.Time) *account.Service {
+	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -80,23 +92,18 @@ func newTSPortal(t *testing.T) *tsPortal {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := users.Parse([]byte("users:\n  bob:\n    password: \"" + string(h) + "\"\n"))
+	db, err := users.Parse([]byte("users:\n  bob:\n    password: \"" + string(h) + "\"\n" + extra))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &tsPortal{sms: &smsBox{}, clock: &testClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, csrf: strings.Repeat("c", 43)}
-	tp.svc, err = account.New(account.Config{
-		SessionIdle: 30 * time.Minute, SessionLifetime: 12 * time.Hour,
-		Regulation: account.Regulation{MaxRetries: 3, FindTime: 10 * time.Minute, BanTime: 15 * time.Minute},
-		Secret:     []byte("0123456789abcdef0123456789abcdef"),
-		Senders:    account.Senders{SMS: tp.sms},
-	}, st, staticUsers{db}, tp.clock.now, nil)
+	cfg.SessionIdle, cfg.SessionLifetime = 30*time.Minute, 12*time.Hour
+	cfg.Regulation = account.Regulation{MaxRetries: 3, FindTime: 10 * time.Minute, BanTime: 15 * time.Minute}
+	cfg.Secret = []byte("0123456789abcdef0123456789abcdef")
+	svc, err := account.New(cfg, st, staticUsers{db}, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := account.Client{IP: netip.MustParseAddr("192.0.2.1"), UserAgent: "test"}
-	tp.p = &Portal{Account: tp.svc, Env: func(*http.Request) Env { return Env{Client: client} }}
-	return tp
+	return svc
 }
 
 // do sends a request with the browser's cookies and keeps a new session
