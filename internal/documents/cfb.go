@@ -50,6 +50,7 @@ type cfbFile struct {
 	fat     []uint32
 	major   uint16
 	cutoff  uint32
+	miniFAT []uint32 // read on first use
 }
 
 func cfbError(why string) error {
@@ -244,6 +245,110 @@ func (c *cfbFile) streamHead(root, e cfbEntry, n int) ([]byte, bool) {
 	return s[in : in+n], true
 }
 
+// readMiniFAT reads the mini FAT, bounded like every chain.
+func (c *cfbFile) readMiniFAT() error {
+	if c.miniFAT != nil {
+		return nil
+	}
+	ids, err := c.chain(binary.LittleEndian.Uint32(c.data[0x3C:]))
+	if err != nil {
+		return err
+	}
+	c.miniFAT = make([]uint32, 0, len(ids)*c.secSize/4)
+	for _, id := range ids {
+		s, _ := c.sector(id)
+		for j := 0; j+4 <= len(s); j += 4 {
+			c.miniFAT = append(c.miniFAT, binary.LittleEndian.Uint32(s[j:]))
+		}
+	}
+	return nil
+}
+
+// stream returns the whole content of a stream entry, or false when its
+// chain is broken or short. Regular streams are at most the file; mini
+// streams at most the root entry's chain, which is in the file too.
+func (c *cfbFile) stream(root, e cfbEntry) ([]byte, bool) {
+	if e.size >= uint64(c.cutoff) {
+		return c.regular(e.start, e.size)
+	}
+	mini, ok := c.regular(root.start, root.size)
+	if !ok || c.readMiniFAT() != nil {
+		return nil, false
+	}
+	out := make([]byte, 0, e.size)
+	for id, n := e.start, 0; uint64(len(out)) < e.size; n++ {
+		if n >= len(c.miniFAT) || int(id) >= len(c.miniFAT) {
+			return nil, false // past the mini FAT, or a loop
+		}
+		off := int(id) * cfbMiniSector
+		if off+cfbMiniSector > len(mini) {
+			return nil, false
+		}
+		out = append(out, mini[off:off+cfbMiniSector]...)
+		id = c.miniFAT[id]
+	}
+	return out[:e.size], true
+}
+
+// regular reads size bytes along the FAT chain from start.
+func (c *cfbFile) regular(start uint32, size uint64) ([]byte, bool) {
+	if size > uint64(len(c.data)) {
+		return nil, false
+	}
+	ids, err := c.chain(start)
+	if err != nil || uint64(len(ids))*uint64(c.secSize) < size {
+		return nil, false
+	}
+	out := make([]byte, 0, size)
+	for _, id := range ids {
+		if uint64(len(out)) >= size {
+			break
+		}
+		s, _ := c.sector(id)
+		out = append(out, s...)
+	}
+	return out[:size], true
+}
+
+// docFieldName finds a banned field in the text of a WordDocument stream.
+// A field starts with character 0x13 and its instruction follows; the text
+// is stored as 8-bit characters or UTF-16LE, so both are looked for. This
+// reads the stream as Word saves it (text in one piece); it does not rebuild
+// the piece table, so a file crafted to split a field name over pieces
+// stored out of order is not caught.
+func docFieldName(word []byte) string {
+	for i := bytes.IndexByte(word, 0x13); i >= 0; {
+		rest := word[i+1:]
+		for _, wide := range []bool{false, true} {
+			r := rest
+			if wide && len(r) > 0 && r[0] == 0 { // the high byte of U+0013
+				r = r[1:]
+			}
+			var b strings.Builder
+			for k := 0; k < len(r) && b.Len() < 32; k++ {
+				if wide {
+					if k+1 >= len(r) || r[k+1] != 0 {
+						break
+					}
+					b.WriteByte(r[k])
+					k++
+				} else {
+					b.WriteByte(r[k])
+				}
+			}
+			if n := fieldName(b.String()); bannedFields[n] {
+				return n
+			}
+		}
+		j := bytes.IndexByte(rest, 0x13)
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return ""
+}
+
 func inspectDOC(data []byte) (*Document, error) {
 	c, err := parseCFB(data)
 	if err != nil {
@@ -291,6 +396,13 @@ func inspectDOC(data []byte) (*Document, error) {
 	}
 	if binary.LittleEndian.Uint16(fib[10:])&fibEncrypted != 0 {
 		return nil, unsupported("encrypted Word documents are not accepted")
+	}
+	text, ok := c.stream(root, word[0])
+	if !ok {
+		return nil, cfbError("the WordDocument stream cannot be read")
+	}
+	if n := docFieldName(text); n != "" {
+		return nil, unsupported("Word documents with %s fields are not accepted", n)
 	}
 	return &Document{Kind: KindDOC, Data: data}, nil
 }

@@ -27,8 +27,11 @@
 //     kept as uploaded, after a bounded scan described on [Inspect].
 //   - DOC: a Compound File (OLE2) read by a small bounded reader of the CFB
 //     header, FAT and directory; it must hold a WordDocument stream with a
-//     valid, unencrypted FIB and no macro or embedded-object storages. It is
-//     kept as uploaded (it cannot be re-rendered without a converter).
+//     valid, unencrypted FIB and no macro or embedded-object storages, and its
+//     text must hold no field that runs a program or fetches a file or URL
+//     (DDE, DDEAUTO, INCLUDETEXT, INCLUDEPICTURE, LINK, DATABASE, …; the
+//     text is read as Word saves it, without rebuilding the piece table). It
+//     is kept as uploaded (it cannot be re-rendered without a converter).
 //   - DOCX: an Office Open XML package checked on its central directory
 //     before anything is inflated: entry count (also bounded before
 //     archive/zip allocates), declared total and per-entry ratio, Store or
@@ -39,8 +42,14 @@
 //     a plain .docx main part and name nothing macro-enabled; relationship
 //     parts may not link macros, OLE objects, altChunks, controls, templates,
 //     frames or sub-documents, nor anything external except hyperlinks.
-//     Then every entry is inflated through a limited reader to verify sizes
-//     and CRCs, and the package is rewritten entry by entry (raw compressed
+//     Both are read token by token, and an attribute given twice (also under
+//     another namespace prefix, which xml.Unmarshal would take and Word would
+//     not) is refused. Then every entry is inflated through a limited reader
+//     to verify sizes and CRCs; every part Word may parse as XML (declared as
+//     XML, named .xml, or of no declared type but looking like markup;
+//     32 MiB in all) must be well-formed UTF-8 XML with no field of the kinds
+//     refused in a DOC, and no field whose name is itself a nested field.
+//     Finally the package is rewritten entry by entry (raw compressed
 //     data copied) so that comments, gaps between entries, directory entries,
 //     prepended or trailing bytes and extra fields are gone.
 //

@@ -2,8 +2,8 @@ package documents
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
-	"encoding/xml"
 	"errors"
 	"hash/crc32"
 	"io"
@@ -28,6 +28,9 @@ const (
 	ratioFloor = 4 << 10
 	// maxZipName bounds the length of an entry name.
 	maxZipName = 1024
+	// maxXMLScan bounds the XML read for fields, all parts together: about
+	// a second of tokenising, where a document of an ID scan has kilobytes.
+	maxXMLScan = 32 << 20
 )
 
 // docxBannedRelTypes are relationship types (the part after the last "/",
@@ -48,7 +51,7 @@ var nestedExts = map[string]bool{
 	".xlsx": true, ".xlsm": true, ".xlsb": true, ".pptx": true, ".pptm": true, ".odt": true,
 	".7z": true, ".rar": true, ".gz": true, ".tar": true, ".cab": true, ".exe": true,
 	".dll": true, ".msi": true, ".js": true, ".vbs": true, ".ps1": true, ".bat": true,
-	".cmd": true, ".hta": true, ".scr": true,
+	".cmd": true, ".hta": true, ".scr": true, ".class": true, ".war": true, ".ear": true, ".apk": true,
 }
 
 // safeZipName reports whether an entry name is a plain relative path.
@@ -186,11 +189,12 @@ func inspectDOCX(data []byte, lim Limits) (*Document, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkContentTypes(raw); err != nil {
+	types, err := checkContentTypes(raw)
+	if err != nil {
 		return nil, err
 	}
 	for _, f := range zr.File {
-		if !strings.HasSuffix(strings.ToLower(f.Name), ".rels") {
+		if !strings.HasSuffix(decodedLower(f.Name), ".rels") { // as an OPC reader names it
 			continue
 		}
 		raw, err := readPart(f, &budget)
@@ -207,6 +211,7 @@ func inspectDOCX(data []byte, lim Limits) (*Document, error) {
 	var out bytes.Buffer
 	w := zip.NewWriter(&out)
 	stamp := time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
+	scanBudget := int64(maxXMLScan)
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/") { // a directory: dropped
 			if f.UncompressedSize64 != 0 {
@@ -214,7 +219,7 @@ func inspectDOCX(data []byte, lim Limits) (*Document, error) {
 			}
 			continue
 		}
-		sum, err := verifyEntry(f)
+		sum, err := verifyEntry(f, partScan(decodedLower(f.Name), types), &scanBudget)
 		if err != nil {
 			return nil, err
 		}
@@ -243,20 +248,62 @@ func inspectDOCX(data []byte, lim Limits) (*Document, error) {
 	return &Document{Kind: KindDOCX, Data: out.Bytes()}, nil
 }
 
+// decodedLower is an entry name as an OPC reader takes it: %-decoded, lower
+// case. Names that do not decode were refused on the central directory.
+func decodedLower(name string) string {
+	d, err := url.PathUnescape(name)
+	if err != nil {
+		d = name
+	}
+	return strings.ToLower(d)
+}
+
 // verifyEntry inflates f, never more than its declared size plus one byte, and
-// returns the CRC-32 of its content.
-func verifyEntry(f *zip.File) (uint32, error) {
+// returns the CRC-32 of its content. The content is also read as XML, as
+// partScan says, within the budget, and refused when it holds a banned field
+// (see scanFields).
+func verifyEntry(f *zip.File, scan xmlScan, budget *int64) (uint32, error) {
 	rc, err := f.Open()
 	if err != nil {
 		return 0, unsupported("the zip archive has a damaged entry (%q)", f.Name)
 	}
 	defer rc.Close()
 	h := crc32.NewIEEE()
-	n, err := io.Copy(h, io.LimitReader(rc, int64(f.UncompressedSize64)+1))
-	if err != nil || uint64(n) != f.UncompressedSize64 {
+	r := io.TeeReader(io.LimitReader(rc, int64(f.UncompressedSize64)+1), h)
+	cr := &countReader{r: r}
+	br := bufio.NewReader(cr)
+	if scan == scanIfMarkup {
+		head, _ := br.Peek(64)
+		if looksLikeMarkup(head) {
+			scan = scanYes
+		}
+	}
+	if scan == scanYes {
+		if f.UncompressedSize64 > uint64(*budget) {
+			return 0, unsupported("the Word document has too much XML (more than %d bytes)", maxXMLScan)
+		}
+		*budget -= int64(f.UncompressedSize64)
+		if err := scanFields(br, f.Name); err != nil {
+			return 0, err
+		}
+	}
+	_, err = io.Copy(io.Discard, br)
+	if n := cr.n; err != nil || uint64(n) != f.UncompressedSize64 {
 		return 0, unsupported("the zip archive has an entry whose content does not match its header (%q)", f.Name)
 	}
 	return h.Sum32(), nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // readPart inflates a part to be parsed, within maxXMLPart and the budget.
@@ -276,83 +323,4 @@ func readPart(f *zip.File, budget *int64) ([]byte, error) {
 	}
 	*budget -= int64(len(b))
 	return b, nil
-}
-
-// checkContentTypes checks [Content_Types].xml: the main part is a plain
-// .docx document and nothing is macro-enabled, ActiveX or OLE.
-func checkContentTypes(raw []byte) error {
-	var t struct {
-		XMLName  xml.Name
-		Defaults []struct {
-			Extension   string `xml:"Extension,attr"`
-			ContentType string `xml:"ContentType,attr"`
-		} `xml:"Default"`
-		Overrides []struct {
-			PartName    string `xml:"PartName,attr"`
-			ContentType string `xml:"ContentType,attr"`
-		} `xml:"Override"`
-	}
-	if err := xml.Unmarshal(raw, &t); err != nil || t.XMLName.Local != "Types" {
-		return unsupported("the Word document has damaged content types")
-	}
-	check := func(ct string) error {
-		l := strings.ToLower(ct)
-		for _, w := range docxBannedTypeWords {
-			if strings.Contains(l, w) {
-				return unsupported("Word documents with macros or active content are not accepted (%s)", ct)
-			}
-		}
-		return nil
-	}
-	main := ""
-	for _, d := range t.Defaults {
-		if err := check(d.ContentType); err != nil {
-			return err
-		}
-	}
-	for _, o := range t.Overrides {
-		if err := check(o.ContentType); err != nil {
-			return err
-		}
-		if strings.EqualFold(o.PartName, "/word/document.xml") {
-			main = o.ContentType
-		}
-	}
-	if !strings.EqualFold(main, docxMainType) {
-		if main == "" {
-			return unsupported("the zip archive is not a Word document (no type for word/document.xml)")
-		}
-		return unsupported("the %s format is not accepted", main)
-	}
-	return nil
-}
-
-// checkRels checks a relationships part: no macro, OLE, control or
-// sub-document relationships, and nothing external except hyperlinks (which
-// no reader fetches by itself).
-func checkRels(raw []byte) error {
-	var r struct {
-		XMLName xml.Name
-		Rels    []struct {
-			Type       string `xml:"Type,attr"`
-			Target     string `xml:"Target,attr"`
-			TargetMode string `xml:"TargetMode,attr"`
-		} `xml:"Relationship"`
-	}
-	if err := xml.Unmarshal(raw, &r); err != nil || r.XMLName.Local != "Relationships" {
-		return unsupported("the Word document has damaged relationships")
-	}
-	for _, rel := range r.Rels {
-		typ := strings.ToLower(rel.Type)
-		if i := strings.LastIndex(typ, "/"); i >= 0 {
-			typ = typ[i+1:]
-		}
-		if docxBannedRelTypes[typ] {
-			return unsupported("Word documents with macros, embedded objects or linked documents are not accepted (%s)", rel.Type)
-		}
-		if strings.EqualFold(rel.TargetMode, "External") && typ != "hyperlink" {
-			return unsupported("Word documents that fetch external content are not accepted")
-		}
-	}
-	return nil
 }

@@ -88,6 +88,9 @@ func seedAll(f *testing.F) {
 	for _, s := range pdfSeeds(f) {
 		f.Add(s)
 	}
+	for _, s := range append(attackDOCXSeeds(f), attackDOCSeeds(f)...) {
+		f.Add(s)
+	}
 }
 
 // FuzzInspect (THREATS §3.5 FuzzUploadSniff): no panic, bounded time and
@@ -131,6 +134,9 @@ func FuzzDOCX(f *testing.F) {
 	f.Add(buildZip(f, docxFiles(zipFile{"word/_rels/document.xml.rels", []byte(docRels(`<Relationship Id="r" Type="x/image" Target="http://c/" TargetMode="External"/>`)), zip.Deflate})...))
 	f.Add(buildZip(f, docxFiles(zipFile{"word/media/z.bin", make([]byte, 1<<20), zip.Deflate})...))
 	f.Add(buildZip(f, zipFile{"[Content_Types].xml", []byte(ctXLSX), zip.Deflate}, zipFile{"xl/workbook.xml", nil, zip.Deflate}))
+	for _, s := range attackDOCXSeeds(f) {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > int(fuzzLimits.MaxBytes) {
 			return
@@ -288,6 +294,9 @@ func FuzzDOC(f *testing.F) {
 	f.Add(wordCFB(f, fib(512, 0), cfbNode{name: "1Table", typ: 2, data: make([]byte, 300)}))
 	f.Add(wordCFB(f, fib(4096, 0), cfbNode{name: "Macros", typ: 1}))
 	f.Add(wordCFB(f, fib(4096, 0), cfbNode{name: "ObjectPool", typ: 1, child: 3}, cfbNode{name: "_1", typ: 1}))
+	for _, s := range attackDOCSeeds(f) {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > int(fuzzLimits.MaxBytes) {
 			return
