@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/twostep-auth/twostep/account"
 	"github.com/twostep-auth/twostep/internal/oidc"
@@ -251,6 +252,19 @@ func (sc *StoreConfig) redisOptions() (redisstore.Options, error) {
 		if err != nil {
 			return o, fmt.Errorf("twostep: store redis: %w", err)
 		}
+		// The URL names one server, its database and credentials; a
+		// setting beside it must not be dropped in silence (a password
+		// not sent, another application's database used).
+		switch {
+		case sc.MasterName != "":
+			return redisstore.Options{}, errors.New("twostep: store redis: master_name names Sentinels: list them in addrs instead of a URL")
+		case sc.DB != 0:
+			return redisstore.Options{}, fmt.Errorf("twostep: store redis: with a URL, the database is its path (redis://host:6379/%d), not db", sc.DB)
+		case (sc.Username != "" || sc.Password != "") && (o.Username != "" || o.Password != ""):
+			return redisstore.Options{}, errors.New("twostep: store redis: the URL holds a user and password already; give them in one place")
+		case sc.Username != "" || sc.Password != "":
+			o.Username, o.Password = sc.Username, sc.Password
+		}
 		return o, nil
 	}
 	if len(sc.Addrs) == 0 {
@@ -313,7 +327,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.run = new(appRun)
 	a.registerMetrics(ctx.GetMetricsRegistry())
-	a.expandPlaceholders()
+	if err := a.expandPlaceholders(); err != nil {
+		return err
+	}
 	if a.Store == nil {
 		a.Store = &StoreConfig{Type: "bolt"}
 	}
@@ -419,32 +435,52 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // expandPlaceholders replaces {env.*} and other global placeholders in the
 // values that usually come from the environment (secrets, tokens, paths).
-func (a *App) expandPlaceholders() {
+// A value written but empty once expanded (an unset variable) is refused:
+// an empty secret would otherwise be generated and kept in the store, next
+// to what it encrypts, and an empty password not sent at all.
+func (a *App) expandPlaceholders() error {
 	repl := caddy.NewReplacer()
-	for _, p := range []*string{&a.UsersFile, &a.Secret, &a.CookieDomain, &a.SiteName} {
-		*p = repl.ReplaceKnown(*p, "")
+	type field struct {
+		name string
+		p    *string
 	}
-	if a.Store != nil {
-		for _, p := range []*string{&a.Store.Path, &a.Store.URL, &a.Store.Username, &a.Store.Password, &a.Store.MasterName, &a.Store.Instance} {
-			*p = repl.ReplaceKnown(*p, "")
-		}
-		for i := range a.Store.Addrs {
-			a.Store.Addrs[i] = repl.ReplaceKnown(a.Store.Addrs[i], "")
-		}
-	}
-	for _, list := range [][]ProviderConfig{a.SMS, a.Voice} {
-		for i := range list {
-			pc := &list[i]
-			for _, p := range []*string{&pc.AccountSID, &pc.AuthToken, &pc.From, &pc.Endpoint, &pc.URL, &pc.Secret} {
-				*p = repl.ReplaceKnown(*p, "")
-			}
+	fields := []field{{"users_file", &a.UsersFile}, {"secret", &a.Secret}, {"cookie_domain", &a.CookieDomain}, {"site_name", &a.SiteName}}
+	if st := a.Store; st != nil {
+		fields = append(fields, field{"store: path", &st.Path}, field{"store: url", &st.URL}, field{"store: username", &st.Username},
+			field{"store: password", &st.Password}, field{"store: master_name", &st.MasterName}, field{"store: instance", &st.Instance})
+		for i := range st.Addrs {
+			fields = append(fields, field{"store: addrs", &st.Addrs[i]})
 		}
 	}
-	if a.Email != nil {
-		for _, p := range []*string{&a.Email.Address, &a.Email.Username, &a.Email.Password, &a.Email.From} {
-			*p = repl.ReplaceKnown(*p, "")
+	for _, ch := range []struct {
+		name string
+		list []ProviderConfig
+	}{{"sms", a.SMS}, {"voice", a.Voice}} {
+		for i := range ch.list {
+			pc := &ch.list[i]
+			where := fmt.Sprintf("%s provider %d: ", ch.name, i+1)
+			fields = append(fields, field{where + "account_sid", &pc.AccountSID}, field{where + "auth_token", &pc.AuthToken},
+				field{where + "from", &pc.From}, field{where + "endpoint", &pc.Endpoint}, field{where + "url", &pc.URL}, field{where + "secret", &pc.Secret})
 		}
 	}
+	if em := a.Email; em != nil {
+		fields = append(fields, field{"email smtp: address", &em.Address}, field{"email smtp: username", &em.Username},
+			field{"email smtp: password", &em.Password}, field{"email smtp: from", &em.From})
+	}
+	for i := range a.OIDC {
+		oc := &a.OIDC[i]
+		where := "oidc " + oc.Name + ": "
+		fields = append(fields, field{where + "issuer", &oc.Issuer}, field{where + "client_id", &oc.ClientID}, field{where + "client_secret", &oc.ClientSecret})
+	}
+	for _, f := range fields {
+		raw := *f.p
+		*f.p = repl.ReplaceKnown(raw, "")
+		if raw != "" && strings.TrimSpace(*f.p) == "" {
+			// raw is only placeholders here: naming it shows no secret.
+			return fmt.Errorf("twostep: %s: %q is empty once expanded (an unset environment variable?); set it, or remove the option", f.name, raw)
+		}
+	}
+	return nil
 }
 
 // Validate checks the configuration.
@@ -533,11 +569,28 @@ func (a *App) Validate() error {
 		return fmt.Errorf("twostep: session: idle (%s) is longer than lifetime (%s)",
 			time.Duration(a.Session.Idle), time.Duration(a.Session.Lifetime))
 	}
-	if a.CookieDomain != "" && !strings.Contains(strings.Trim(a.CookieDomain, "."), ".") {
-		return fmt.Errorf("twostep: cookie_domain %q is a top-level domain; name the site's own domain (e.g. example.com)", a.CookieDomain)
+	if a.CookieDomain != "" {
+		if err := checkCookieDomain(a.CookieDomain); err != nil {
+			return err
+		}
 	}
-	if strings.ContainsAny(a.CookieDomain, "/:*@ ") {
-		return fmt.Errorf("twostep: cookie_domain %q must be a bare domain name", a.CookieDomain)
+	return nil
+}
+
+// checkCookieDomain refuses a cookie_domain that is not a domain of its
+// own: a top-level domain, or a public suffix (co.uk, github.io), whose
+// cookie browsers refuse and under which every host, anyone's, would
+// count as one of this server's for return URLs.
+func checkCookieDomain(raw string) error {
+	d := strings.ToLower(strings.Trim(raw, "."))
+	if strings.ContainsAny(d, "/:*@ ") {
+		return fmt.Errorf("twostep: cookie_domain %q must be a bare domain name", raw)
+	}
+	if !strings.Contains(d, ".") {
+		return fmt.Errorf("twostep: cookie_domain %q is a top-level domain; name the site's own domain (e.g. example.com)", raw)
+	}
+	if ps, _ := publicsuffix.PublicSuffix(d); ps == d {
+		return fmt.Errorf("twostep: cookie_domain %q is a public suffix, shared by unrelated sites; name the site's own domain (e.g. example.co.uk)", raw)
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
 package caddymodule
 
 import (
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -17,7 +19,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("twostep", parseGlobal)
-	httpcaddyfile.RegisterHandlerDirective("twostep", parseDirective)
+	httpcaddyfile.RegisterDirective("twostep", setupDirective)
 	httpcaddyfile.RegisterDirectiveOrder("twostep", httpcaddyfile.Before, "basic_auth")
 }
 
@@ -117,6 +119,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if strings.ContainsAny(app.CookieDomain, "/:*@ ") || strings.HasPrefix(app.CookieDomain, ".") {
 				return nil, d.Errf("cookie_domain %q must be a bare domain name such as example.com", app.CookieDomain)
 			}
+			if !strings.Contains(app.CookieDomain, "{") {
+				if err := checkCookieDomain(app.CookieDomain); err != nil {
+					return nil, d.Err(strings.TrimPrefix(err.Error(), "twostep: "))
+				}
+			}
 		case "two_step":
 			if err := oneArg(d, &app.TwoStep); err != nil {
 				return nil, err
@@ -174,12 +181,23 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 							err = d.Err("addrs: name at least one host:port")
 						}
 					case "master_name":
+						if st.URL != "" {
+							return nil, d.Err("store redis: master_name names Sentinels: list them with addrs instead of a URL")
+						}
 						err = oneArg(d, &st.MasterName)
-					case "username":
-						err = oneArg(d, &st.Username)
-					case "password":
-						err = oneArg(d, &st.Password)
+					case "username", "password":
+						if u, perr := url.Parse(st.URL); perr == nil && u.User != nil {
+							return nil, d.Errf("store redis: the URL holds a user and password already; give %s in one place", d.Val())
+						}
+						if d.Val() == "username" {
+							err = oneArg(d, &st.Username)
+						} else {
+							err = oneArg(d, &st.Password)
+						}
 					case "db":
+						if st.URL != "" {
+							return nil, d.Err("store redis: with a URL, the database is its path (redis://host:6379/2), not db")
+						}
 						st.DB, err = intArg(d, 0, 15)
 					case "instance":
 						err = oneArg(d, &st.Instance)
@@ -209,11 +227,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 				switch d.Val() {
 				case "idle":
-					if err := durationArg(d, &app.Session.Idle); err != nil {
+					if err := durationArg(d, &app.Session.Idle, time.Second); err != nil {
 						return nil, err
 					}
 				case "lifetime":
-					if err := durationArg(d, &app.Session.Lifetime); err != nil {
+					if err := durationArg(d, &app.Session.Lifetime, time.Second); err != nil {
 						return nil, err
 					}
 				default:
@@ -238,11 +256,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 					}
 					app.Regulation.MaxRetries = n
 				case "find_time":
-					if err := durationArg(d, &app.Regulation.FindTime); err != nil {
+					if err := durationArg(d, &app.Regulation.FindTime, time.Second); err != nil {
 						return nil, err
 					}
 				case "ban_time":
-					if err := durationArg(d, &app.Regulation.BanTime); err != nil {
+					if err := durationArg(d, &app.Regulation.BanTime, time.Second); err != nil {
 						return nil, err
 					}
 				default:
@@ -290,9 +308,9 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				case "length":
 					app.Code.Length, err = intArg(d, 6, 10)
 				case "lifetime":
-					err = durationArg(d, &app.Code.Lifetime)
+					err = durationArg(d, &app.Code.Lifetime, time.Second)
 				case "resend_after":
-					err = durationArg(d, &app.Code.ResendAfter)
+					err = durationArg(d, &app.Code.ResendAfter, 0)
 				case "max_sends_per_hour":
 					app.Code.MaxSendsPerHour, err = intArg(d, 1, 1000)
 				case "email_codes":
@@ -335,7 +353,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 				switch d.Val() {
 				case "lifetime":
-					if err := durationArg(d, &app.TrustedDevice.Lifetime); err != nil {
+					if err := durationArg(d, &app.TrustedDevice.Lifetime, time.Second); err != nil {
 						return nil, err
 					}
 				default:
@@ -572,7 +590,7 @@ func parseRecovery(d *caddyfile.Dispenser) (*RecoveryConfig, error) {
 		case "expected":
 			err = oneArg(d, &rc.Expected)
 		case "retention":
-			err = durationArg(d, &rc.Retention)
+			err = durationArg(d, &rc.Retention, 0)
 		case "cooling_off":
 			var s string
 			if err = oneArg(d, &s); err == nil {
@@ -654,7 +672,9 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+// durationArg reads a positive duration of at least lowest (the bounds
+// Validate applies to JSON, so that the Caddyfile's refusal names the line).
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration, lowest time.Duration) error {
 	name := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
@@ -666,6 +686,9 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	}
 	if dur <= 0 {
 		return d.Errf("%s %q: must be positive", name, s)
+	}
+	if dur < lowest {
+		return d.Errf("%s %q: must be at least %s", name, s, lowest)
 	}
 	*dst = caddy.Duration(dur)
 	return nil
@@ -689,6 +712,30 @@ func parseDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	return hd, nil
 }
 
+// setupDirective is parseDirective as a route without a matcher. A Caddy
+// matcher in front of twostep (`twostep /admin/* {`) would decide with
+// Caddy's path semantics which requests twostep sees at all: those it
+// does not select (/admin;x/users for Tomcat, /admin\users for IIS) would
+// skip the rules and the path checks, where the SPEC refuses them. So
+// what to protect is said with rules only.
+func setupDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	if h.NextArg() {
+		if tok := h.Val(); tok == "*" || strings.HasPrefix(tok, "/") || strings.HasPrefix(tok, "@") {
+			return nil, h.Errf("twostep takes no matcher (got %q): requests it does not select would skip twostep and its path checks; "+
+				"say what to protect with rules instead (rule two_factor path /admin/*, default bypass)", tok)
+		}
+	}
+	h.Reset()
+	hd, err := parseDirective(h)
+	if err != nil {
+		return nil, err
+	}
+	return h.NewRoute(nil, hd), nil
+}
+
 var ruleKeywords = map[string]bool{
 	"host": true, "path": true, "path_regexp": true, "method": true, "network": true,
 	"group": true, "user": true, "max_age": true, "no_trusted_device": true,
@@ -702,6 +749,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := onceSet{}
 	named := map[string]bool{} // identity headers named so far
+	catchAll := 0              // a rule without matchers, which every request meets
 	for d.NextBlock(0) {
 		if err := seen.check(d, "rule", "header"); err != nil {
 			return err
@@ -709,6 +757,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "rule":
 			n := len(h.Rules) + 1
+			if catchAll != 0 {
+				return d.Errf("rule %d can never match: rule %d has no matchers, so it matches every request (make it the last rule, or give it matchers)", n, catchAll)
+			}
 			rc, err := parseRule(d, n)
 			if err != nil {
 				return err
@@ -720,6 +771,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if err := policy.CheckRule(r); err != nil {
 				return d.Errf("rule %d: %v", n, err)
+			}
+			if len(rc.Host)+len(rc.Path)+len(rc.PathRegexp)+len(rc.Method)+len(rc.Network) == 0 {
+				catchAll = n
 			}
 			h.Rules = append(h.Rules, rc)
 		case "default":
@@ -785,11 +839,18 @@ func parseRule(d *caddyfile.Dispenser, n int) (RuleConfig, error) {
 		return rc, d.Errf("rule %d: unknown level %q (want bypass, one_factor, two_factor or deny)", n, rc.Level)
 	}
 	args := d.RemainingArgs()
+	given := map[string]bool{}
 	for i := 0; i < len(args); {
 		kw := args[i]
 		if !ruleKeywords[kw] {
 			return rc, d.Errf("rule %d: unknown matcher %q (want host, path, path_regexp, method, network, group, user, max_age or no_trusted_device)", n, kw)
 		}
+		// A second max_age would replace the first, a second group widen
+		// the first: one keyword, then all its values.
+		if given[kw] {
+			return rc, d.Errf("rule %d: %s is given twice (list its values after one %s)", n, kw, kw)
+		}
+		given[kw] = true
 		i++
 		if kw == "no_trusted_device" {
 			rc.NoTrustedDevice = true

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -155,10 +157,17 @@ func usersFilePath(cmd *cobra.Command) (string, error) {
 	if err := json.Unmarshal(js, &cfg); err != nil {
 		return "", err
 	}
-	if cfg.Apps.Twostep.UsersFile == "" {
+	raw := cfg.Apps.Twostep.UsersFile
+	if raw == "" {
 		return "", fmt.Errorf("%s has no twostep users_file (or give --users-file)", cfgPath)
 	}
-	return cfg.Apps.Twostep.UsersFile, nil
+	// As the server reads it (App.expandPlaceholders): else the command
+	// would edit, even create, a file named after the placeholder.
+	p := caddy.NewReplacer().ReplaceKnown(raw, "")
+	if strings.TrimSpace(p) == "" {
+		return "", fmt.Errorf("%s: users_file %q is empty once expanded (an unset environment variable?); set it, or give --users-file", cfgPath, raw)
+	}
+	return p, nil
 }
 
 func userCmd() *cobra.Command {
@@ -302,8 +311,12 @@ func adminErr(err error, addr string) error {
 	return fmt.Errorf("%w (is Caddy running with its admin endpoint at %s?)", err, addr)
 }
 
-// adminCall sends one request to the running server's twostep admin API.
-func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
+// adminCall sends one request to the running server's twostep admin API
+// and returns the body of its answer, which must have the status want: the
+// API's own, not any success of whatever answers at the address (another
+// web server, a redirect followed as a GET), which would have the command
+// report a revocation that never happened.
+func adminCall(cmd *cobra.Command, method, path, body string, want int) ([]byte, error) {
 	adminAddr, err := adminAddress(cmd)
 	if err != nil {
 		return nil, err
@@ -317,7 +330,11 @@ func adminCall(cmd *cobra.Command, method, path, body string) ([]byte, error) {
 		return nil, adminErr(err, adminAddr)
 	}
 	defer res.Body.Close()
-	return io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err == nil && res.StatusCode != want {
+		err = fmt.Errorf("unexpected answer from %s: %s (is it Caddy's admin endpoint, with twostep?)", adminAddr, res.Status)
+	}
+	return b, err
 }
 
 func devicesCmd() *cobra.Command {
@@ -326,7 +343,7 @@ func devicesCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list <user>", Short: "Lists a user's trusted browsers", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := adminCall(cmd, "GET", "/twostep/users/"+url.PathEscape(args[0])+"/devices", "")
+			body, err := adminCall(cmd, "GET", "/twostep/users/"+url.PathEscape(args[0])+"/devices", "", http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -354,7 +371,7 @@ func devicesCmd() *cobra.Command {
 			default:
 				return errors.New("give a device id or --all")
 			}
-			if _, err := adminCall(cmd, "DELETE", path, ""); err != nil {
+			if _, err := adminCall(cmd, "DELETE", path, "", http.StatusNoContent); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "revoked")
@@ -370,7 +387,7 @@ func resetCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "reset-2sv <user>", Short: "Turns two-step off for a user and removes every method, device and session", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := adminCall(cmd, "POST", "/twostep/users/"+url.PathEscape(args[0])+"/reset-2sv", ""); err != nil {
+			if _, err := adminCall(cmd, "POST", "/twostep/users/"+url.PathEscape(args[0])+"/reset-2sv", "", http.StatusNoContent); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "two-step verification reset for %s\n", args[0])
@@ -387,7 +404,7 @@ func recoveryCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "Lists recovery requests, oldest first", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			body, err := adminCall(cmd, "GET", "/twostep/recovery", "")
+			body, err := adminCall(cmd, "GET", "/twostep/recovery", "", http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -406,7 +423,7 @@ func recoveryCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show <id>", Short: "Shows one request", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			body, err := adminCall(cmd, "GET", "/twostep/recovery/"+url.PathEscape(args[0]), "")
+			body, err := adminCall(cmd, "GET", "/twostep/recovery/"+url.PathEscape(args[0]), "", http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -419,12 +436,12 @@ func recoveryCmd() *cobra.Command {
 			Use: decision + " <id>", Short: strings.ToUpper(decision[:1]) + decision[1:] + "s a request (as one reviewer)", Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				reason, _ := cmd.Flags().GetString("reason")
-				if _, err := adminCall(cmd, "POST", "/twostep/recovery/"+url.PathEscape(args[0])+"/"+decision, reason); err != nil {
+				if _, err := adminCall(cmd, "POST", "/twostep/recovery/"+url.PathEscape(args[0])+"/"+decision, reason, http.StatusNoContent); err != nil {
 					return err
 				}
 				done := map[string]string{"approve": "approved", "deny": "denied"}[decision]
 				// Say where the request stands now (an approval may be one of several).
-				body, err := adminCall(cmd, "GET", "/twostep/recovery/"+url.PathEscape(args[0]), "")
+				body, err := adminCall(cmd, "GET", "/twostep/recovery/"+url.PathEscape(args[0]), "", http.StatusOK)
 				var rec struct {
 					Status    string   `json:"status"`
 					Approvals []string `json:"approvals"`
@@ -481,6 +498,9 @@ func backupTo(cmd *cobra.Command, file string) (int64, error) {
 		return 0, adminErr(err, adminAddr)
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("backup: unexpected answer from %s: %s (is it Caddy's admin endpoint, with twostep?)", adminAddr, res.Status)
+	}
 	tmp := file + ".partial"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
