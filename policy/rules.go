@@ -76,15 +76,28 @@ func Compile(rules []Rule, def Level, foldCase bool) (*Policy, error) {
 		refuse:   Rule{Level: Deny},
 		fold:     foldCase,
 	}
+	catchAll := 0 // 1-based: the first rule without matchers
 	for i := range rules {
 		m, err := compileRule(&rules[i], foldCase)
 		if err != nil {
 			return nil, fmt.Errorf("rule %d: %w", i+1, err)
 		}
+		if catchAll > 0 {
+			// The first match wins: this rule would never be looked at.
+			return nil, fmt.Errorf("rule %d: never reached: rule %d before it has no matcher and takes every request (put it last, or give it a matcher)", i+1, catchAll)
+		}
+		if m.matchesAll() {
+			catchAll = i + 1
+		}
 		p.rules[i] = cloneRule(&rules[i])
 		p.matchers[i] = m
 	}
 	return p, nil
+}
+
+// matchesAll reports whether m has no matcher at all.
+func (m *matcher) matchesAll() bool {
+	return len(m.methods)+len(m.hosts)+len(m.networks)+len(m.paths)+len(m.regexps) == 0
 }
 
 // CheckRule reports what Compile would refuse in r alone (a bad method,

@@ -24,7 +24,7 @@ func TestCompileErrors(t *testing.T) {
 		def   Level
 		want  string // substring of the error
 	}{
-		{"unknown level", []Rule{{}, {Level: 9}}, TwoFactor, "rule 2: unknown level"},
+		{"unknown level", []Rule{{Paths: []string{"/a"}}, {Level: 9}}, TwoFactor, "rule 2: unknown level"},
 		{"unknown default", nil, 7, "default: unknown level"},
 		{"relative path", []Rule{{Paths: []string{"admin/*"}}}, TwoFactor, "rule 1: path \"admin/*\": a path pattern must start with / or *"},
 		{"empty path", []Rule{{Paths: []string{""}}}, TwoFactor, "rule 1: path \"\": empty"},
@@ -33,7 +33,7 @@ func TestCompileErrors(t *testing.T) {
 		{"mixed wildcards", []Rule{{Paths: []string{"/a/*/b*"}}}, TwoFactor, "in the middle"},
 		{"bad glob", []Rule{{Paths: []string{"/a/[*/b"}}}, TwoFactor, "syntax error in pattern"},
 		{"glob with dots", []Rule{{Paths: []string{"/a/../*/b"}}}, TwoFactor, "canonical"},
-		{"bad regexp", []Rule{{}, {}, {PathRegexps: []string{"("}}}, TwoFactor, "rule 3: path_regexp \"(\": error parsing regexp"},
+		{"bad regexp", []Rule{{Paths: []string{"/a"}}, {Paths: []string{"/b"}}, {PathRegexps: []string{"("}}}, TwoFactor, "rule 3: path_regexp \"(\": error parsing regexp"},
 		{"empty regexp", []Rule{{PathRegexps: []string{""}}}, TwoFactor, "empty path_regexp"},
 		{"empty host", []Rule{{Hosts: []string{""}}}, TwoFactor, "rule 1: host \"\": empty host"},
 		{"wildcard only", []Rule{{Hosts: []string{"*."}}}, TwoFactor, "empty host"},
@@ -54,6 +54,8 @@ func TestCompileErrors(t *testing.T) {
 		{"empty group", []Rule{{Groups: []string{""}}}, TwoFactor, "empty group"},
 		{"empty user", []Rule{{Users: []string{""}}}, TwoFactor, "empty user"},
 		{"semicolon in suffix", []Rule{{Paths: []string{"*;x"}}}, TwoFactor, ";"},
+		{"rule after a catch-all", []Rule{{Paths: []string{"/a"}}, {Level: OneFactor, Groups: []string{"staff"}}, {Level: Deny, Paths: []string{"/internal/*"}}}, TwoFactor,
+			"rule 3: never reached: rule 2 before it has no matcher"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,21 +69,21 @@ func TestCompileErrors(t *testing.T) {
 
 func TestCompileAccepts(t *testing.T) {
 	rules := []Rule{
-		{}, // no matcher: matches everything
-		{Level: TwoFactor, MaxAge: time.Minute, NoTrustedDevice: true},
+		{Level: TwoFactor, MaxAge: time.Minute, NoTrustedDevice: true, Paths: []string{"/step-up/*"}},
 		{Paths: []string{"*", "/*", "*.css", "*/x/*", "/a/*/b", "/a/*", "/a*"}},
 		{Hosts: []string{"*.example.com", "Example.COM.", "::1", "[::1]", "127.0.0.1"}},
 		{Methods: []string{"get", "PROPFIND"}},
 		{Networks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::ffff:192.168.0.0/112")}},
-		{Level: OneFactor, Groups: []string{"admins"}, Users: []string{"alice"}},
+		{Level: OneFactor, Groups: []string{"admins"}, Users: []string{"alice"}, Paths: []string{"/team/*"}},
+		{}, // no matcher: matches everything (so it comes last)
 	}
 	p := mustCompile(t, rules, Deny, true)
 	if p.Default() != Deny || !p.FoldCase() || p.Len() != len(rules) {
 		t.Fatalf("Default %v FoldCase %v Len %d", p.Default(), p.FoldCase(), p.Len())
 	}
 	// The policy keeps its own copy of the rules.
-	rules[6].Groups[0] = "changed"
-	if got := p.Rule(7).Groups[0]; got != "admins" {
+	rules[5].Groups[0] = "changed"
+	if got := p.Rule(6).Groups[0]; got != "admins" {
 		t.Fatalf("compiled rule shares memory with the input: %q", got)
 	}
 	if p.Rule(0).Level != Deny {
