@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/twostep-auth/twostep/internal/documents"
 	"github.com/twostep-auth/twostep/internal/otp"
@@ -151,7 +152,8 @@ type Service struct {
 	logKey     []byte
 	macPool    sync.Pool
 
-	hashSlots chan struct{}
+	// hashSlots are MaxConcurrentHashes slots of hashSlotKiB each (hashWeight).
+	hashSlots *semaphore.Weighted
 	queued    atomic.Int64
 	// gate runs one sign-in step per user at a time (see userGate).
 	gate userGate
@@ -234,7 +236,7 @@ func New(cfg Config, st store.Store, dir Directory, now func() time.Time, log *z
 		csrfKey:     deriveKey(cfg.Secret, "twostep csrf v1"),
 		deviceKey:   deriveKey(cfg.Secret, "twostep device v1"),
 		logKey:      deriveKey(cfg.Secret, "twostep log tags v1"),
-		hashSlots:   make(chan struct{}, cfg.MaxConcurrentHashes),
+		hashSlots:   semaphore.NewWeighted(int64(cfg.MaxConcurrentHashes)),
 		inspectSlot: make(chan struct{}, 1),
 		uploadSlots: make(chan struct{}, maxUploads),
 		metrics:     noMetrics{},
@@ -505,23 +507,34 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// verify runs a password hash within the concurrency bound.
+// hashSlotKiB is the memory one hash slot stands for: argon2id's usual 64
+// MiB. A heavier hash takes more slots, so that the hashes in flight hold at
+// most MaxConcurrentHashes × 64 MiB between them; one heavier than all the
+// slots together runs alone. Unknown names are checked against the users
+// file's most common parameters, so what they cost is the operator's choice,
+// but how many run at once is not the attacker's.
+const hashSlotKiB = 64 << 10
+
+// hashWeight is how many slots verifying hash takes (1 to all of them).
+func (s *Service) hashWeight(hash string) int64 {
+	w := int64((users.HashMemoryKiB(hash) + hashSlotKiB - 1) / hashSlotKiB)
+	return min(max(w, 1), int64(s.cfg.MaxConcurrentHashes))
+}
+
+// verify runs a password hash within the concurrency and memory bound.
 func (s *Service) verify(ctx context.Context, hash, password string) (bool, error) {
 	if s.queued.Add(1) > int64(s.cfg.MaxQueuedHashes+s.cfg.MaxConcurrentHashes) {
 		s.queued.Add(-1)
 		return false, ErrBusy
 	}
 	defer s.queued.Add(-1)
-	wait := time.NewTimer(maxHashWait)
-	defer wait.Stop()
-	select {
-	case s.hashSlots <- struct{}{}:
-	case <-wait.C:
-		return false, ErrBusy // queued too long: tell the client to come back
-	case <-ctx.Done():
-		return false, ErrBusy
+	wait, cancel := context.WithTimeout(ctx, maxHashWait)
+	defer cancel()
+	w := s.hashWeight(hash)
+	if err := s.hashSlots.Acquire(wait, w); err != nil {
+		return false, ErrBusy // queued too long (or the client left): come back later
 	}
-	defer func() { <-s.hashSlots }()
+	defer s.hashSlots.Release(w)
 	return users.Verify(hash, password)
 }
 

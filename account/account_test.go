@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/twostep-auth/twostep/internal/store"
 	"github.com/twostep-auth/twostep/internal/store/bolt"
@@ -358,12 +359,35 @@ func TestStoreDownDenies(t *testing.T) {
 func TestHashQueueBounded(t *testing.T) {
 	e := newEnv(t)
 	e.svc.cfg.MaxConcurrentHashes, e.svc.cfg.MaxQueuedHashes = 1, 0
-	e.svc.hashSlots = make(chan struct{}, 1)
-	e.svc.hashSlots <- struct{}{} // one hash in flight
+	e.svc.hashSlots = semaphore.NewWeighted(1)
+	e.svc.hashSlots.Acquire(context.Background(), 1) // one hash in flight
 	e.svc.queued.Add(1)
 	_, err := e.svc.SignIn(context.Background(), "bob", "bob-password", ip1)
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("queue full: %v", err)
+	}
+}
+
+// Hash slots stand for memory: an argon2id hash heavier than 64 MiB takes
+// several (all of them at most, so it still runs alone), and the hashes in
+// flight never hold more than the slots' memory between them.
+func TestHashSlotsWeighMemory(t *testing.T) {
+	e := newEnv(t)
+	e.svc.cfg.MaxConcurrentHashes = 4
+	for _, c := range []struct {
+		hash string
+		want int64
+	}{
+		{"$2a$04$0123456789012345678901uQ9Q9lq0Ew6xQn5Y8m0C9bQ1i3rHq3a", 1},
+		{"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", 1},
+		{"$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", 1},
+		{"$argon2id$v=19$m=131072,t=2,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", 2},
+		{"$argon2id$v=19$m=1048576,t=2,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", 4},
+		{"not a hash", 1},
+	} {
+		if got := e.svc.hashWeight(c.hash); got != c.want {
+			t.Errorf("slots of %.40s…: %d, want %d", c.hash, got, c.want)
+		}
 	}
 }
 

@@ -94,6 +94,16 @@ type parsedHash struct {
 	key  []byte // argon2id only
 }
 
+// HashMemoryKiB is the memory verifying hash takes, in KiB: argon2id's m,
+// 0 for bcrypt (a few KiB) and for what is not a valid hash.
+func HashMemoryKiB(hash string) uint64 {
+	ph, err := parseHash(hash)
+	if err != nil || ph.algo != Argon2id {
+		return 0
+	}
+	return uint64(ph.memory)
+}
+
 // CheckHash reports whether hash is an argon2id or bcrypt hash that Verify
 // accepts, with parameters within this package's limits. The error says what
 // is wrong without repeating the hash.
