@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -97,7 +98,10 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if r.URL.Path == "/twostep/backup" {
 		return serveBackup(w, r, app)
 	}
-	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/twostep/"), "/")
+	parts, err := adminPath(r)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "%v", err)
+	}
 	if len(parts) >= 1 && parts[0] == "recovery" {
 		return a.serveRecovery(w, r, svc, parts[1:])
 	}
@@ -176,6 +180,37 @@ var (
 	_ caddy.Provisioner = (*adminAPI)(nil)
 )
 
+// adminPath splits the path after /twostep/ into its segments, each
+// unescaped on its own: a user name may hold "/" (the CLI escapes it as
+// %2F), which must not read as a separator.
+func adminPath(r *http.Request) ([]string, error) {
+	parts := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/twostep/"), "/")
+	for i, p := range parts {
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, fmt.Errorf("bad escape in path segment %q", p)
+		}
+		parts[i] = u
+	}
+	return parts, nil
+}
+
+// maxReasonLen bounds a decision's reason (the body of approve or deny).
+const maxReasonLen = 2000
+
+// readReason reads a decision's reason; one over maxReasonLen bytes is
+// refused, not cut (the user would read half a sentence).
+func readReason(r *http.Request) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxReasonLen+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the reason: %w", err)
+	}
+	if len(b) > maxReasonLen {
+		return "", fmt.Errorf("the reason is longer than %d bytes", maxReasonLen)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 func (a *adminAPI) serveRecovery(w http.ResponseWriter, r *http.Request, svc *account.Service, parts []string) error {
 	ctx := r.Context()
 	switch {
@@ -202,8 +237,11 @@ func (a *adminAPI) serveRecovery(w http.ResponseWriter, r *http.Request, svc *ac
 		}
 		return apiErr(http.StatusNotFound, "no such request")
 	case len(parts) == 2 && r.Method == http.MethodPost && (parts[1] == "approve" || parts[1] == "deny"):
-		reason, _ := io.ReadAll(io.LimitReader(r.Body, 2000))
-		_, err := svc.DecideAsOperator(ctx, "admin API", parts[0], parts[1], strings.TrimSpace(string(reason)))
+		reason, err := readReason(r)
+		if err != nil {
+			return apiErr(http.StatusBadRequest, "%v", err)
+		}
+		_, err = svc.DecideAsOperator(ctx, "admin API", parts[0], parts[1], reason)
 		var in *account.InvalidInputError
 		switch {
 		case errors.As(err, &in):

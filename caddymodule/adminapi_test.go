@@ -4,9 +4,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -59,5 +62,43 @@ func TestServeBackup(t *testing.T) {
 	db.Close()
 	if got := status(http.MethodGet); got != http.StatusServiceUnavailable {
 		t.Fatalf("backup of a closed store: %d, want 503", got)
+	}
+}
+
+// A user name may hold "/": the CLI escapes it, and the admin API reads
+// each segment on its own.
+func TestAdminPath(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		want []string
+		err  bool
+	}{
+		{"/twostep/users/alice/devices", []string{"users", "alice", "devices"}, false},
+		{"/twostep/users/" + url.PathEscape("ops/alice") + "/devices/abc", []string{"users", "ops/alice", "devices", "abc"}, false},
+		{"/twostep/users/caf%C3%A9/reset-2sv", []string{"users", "café", "reset-2sv"}, false},
+		{"/twostep/recovery/r1/approve", []string{"recovery", "r1", "approve"}, false},
+	} {
+		got, err := adminPath(httptest.NewRequest(http.MethodGet, c.path, nil))
+		if (err != nil) != c.err || !slices.Equal(got, c.want) {
+			t.Errorf("adminPath(%q) = %q, %v; want %q", c.path, got, err, c.want)
+		}
+	}
+}
+
+// A reason over the limit is refused, not cut.
+func TestReadReason(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		want string
+		err  bool
+	}{
+		{"  blurry photo \n", "blurry photo", false},
+		{strings.Repeat("x", maxReasonLen), strings.Repeat("x", maxReasonLen), false},
+		{strings.Repeat("x", maxReasonLen+1), "", true},
+	} {
+		got, err := readReason(httptest.NewRequest(http.MethodPost, "/twostep/recovery/r1/deny", strings.NewReader(c.body)))
+		if (err != nil) != c.err || got != c.want {
+			t.Errorf("readReason(%d bytes) = %d bytes, %v; want %d bytes, error %v", len(c.body), len(got), err, len(c.want), c.err)
+		}
 	}
 }
