@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"net"
 	"net/http"
 	"strings"
 
@@ -28,13 +29,29 @@ func (h *Handler) linkBase(r *http.Request, secure bool) string {
 	if secure {
 		scheme = "https"
 	}
-	if siteNames(r) {
+	if siteNames(r) && portIsListeners(r) {
 		return scheme + "://" + strings.ToLower(r.Host)
 	}
 	if h.portalU != nil {
 		return h.portalU.Scheme + "://" + h.portalU.Host
 	}
 	return ""
+}
+
+// portIsListeners reports whether r's Host names no port, or the port of
+// the listener r came in on. Host matchers ignore the port, so without this
+// a client could point the links at another port of the same host.
+func portIsListeners(r *http.Request) bool {
+	_, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		return true // no port: the scheme's own, or a proxy's Host
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	_, lport, err := net.SplitHostPort(local.String())
+	return err == nil && lport == port
 }
 
 // siteNames reports whether a host matcher of one of the server's

@@ -97,3 +97,28 @@ func TestEmailLinksNotFromClientHost(t *testing.T) {
 		}
 	})
 }
+
+// On a named site, a Host with another port than the one the request came
+// in on must not steer the links: a service of someone else's on that port
+// of the same host would receive the revoke or "this wasn't me" token, and
+// could show the owner a fake "stopped".
+func TestEmailLinksKeepTheListenerPort(t *testing.T) {
+	rf := startRecovery(t, recOpts{})
+	twoFactorClient(t, "bob", bobPassword)
+	trustAs := func(host string) mailMsg {
+		t.Helper()
+		c := newClient(t)
+		c.host = host
+		mark := rf.mark()
+		signInWithCode(t, c, "bob", bobPassword, true)
+		return rf.waitMail(t, mark, "bob@example.com", "about the new trusted browser", func(s, b string) bool {
+			return strings.Contains(s, "new browser")
+		})
+	}
+	if m := trustAs("localhost:9080"); !strings.Contains(m.Body, "http://localhost:9080/.twostep/devices/revoke?") {
+		t.Fatalf("with the site's own Host the email has no revoke link on it:\n%s", m.Body)
+	}
+	if m := trustAs("localhost:9443"); strings.Contains(m.Body, ":9443") {
+		t.Fatalf("the email links to the port the client named, not the one it came in on:\n%s", m.Body)
+	}
+}
