@@ -31,16 +31,7 @@ func TestEmailLinksNotFromClientHost(t *testing.T) {
 		rf.load(rf.cfg)
 	}
 	links := regexp.MustCompile(`https?://[^\s"<>]+`)
-	trustAs := func(host string) mailMsg {
-		t.Helper()
-		c := newClient(t)
-		c.host = host
-		mark := rf.mark()
-		signInWithCode(t, c, "bob", bobPassword, true)
-		return rf.waitMail(t, mark, "bob@example.com", "about the new trusted browser", func(s, b string) bool {
-			return strings.Contains(s, "new browser")
-		})
-	}
+	trustAs := func(host string) mailMsg { t.Helper(); return trustBobAs(t, rf, host) }
 
 	// bob turns two-step on from the real site.
 	anyHost("")
@@ -105,20 +96,24 @@ func TestEmailLinksNotFromClientHost(t *testing.T) {
 func TestEmailLinksKeepTheListenerPort(t *testing.T) {
 	rf := startRecovery(t, recOpts{})
 	twoFactorClient(t, "bob", bobPassword)
-	trustAs := func(host string) mailMsg {
-		t.Helper()
-		c := newClient(t)
-		c.host = host
-		mark := rf.mark()
-		signInWithCode(t, c, "bob", bobPassword, true)
-		return rf.waitMail(t, mark, "bob@example.com", "about the new trusted browser", func(s, b string) bool {
-			return strings.Contains(s, "new browser")
-		})
-	}
+	trustAs := func(host string) mailMsg { t.Helper(); return trustBobAs(t, rf, host) }
 	if m := trustAs("localhost:9080"); !strings.Contains(m.Body, "http://localhost:9080/.twostep/devices/revoke?") {
 		t.Fatalf("with the site's own Host the email has no revoke link on it:\n%s", m.Body)
 	}
 	if m := trustAs("localhost:9443"); strings.Contains(m.Body, ":9443") {
 		t.Fatalf("the email links to the port the client named, not the one it came in on:\n%s", m.Body)
 	}
+}
+
+// trustBobAs signs bob in with a code from a browser that sends Host host,
+// trusting it, and returns the "new browser" email.
+func trustBobAs(t *testing.T, rf *recFix, host string) mailMsg {
+	t.Helper()
+	c := newClient(t)
+	c.host = host
+	mark := rf.mark()
+	signInWithCode(t, c, "bob", bobPassword, true)
+	return rf.waitMail(t, mark, "bob@example.com", "about the new trusted browser", func(s, b string) bool {
+		return strings.Contains(s, "new browser")
+	})
 }
