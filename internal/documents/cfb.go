@@ -312,10 +312,10 @@ func (c *cfbFile) regular(start uint32, size uint64) ([]byte, bool) {
 
 // docFieldName finds a banned field in the text of a WordDocument stream.
 // A field starts with character 0x13 and its instruction follows; the text
-// is stored as 8-bit characters or UTF-16LE, so both are looked for. This
-// reads the stream as Word saves it (text in one piece); it does not rebuild
-// the piece table, so a file crafted to split a field name over pieces
-// stored out of order is not caught.
+// is stored as 8-bit characters or UTF-16LE, so both are looked for. It
+// reads the stream as Word saves it (text in one piece), and inspectDOC runs
+// it again on the text the piece table assembles (pieceText), which a file
+// may store in pieces out of order.
 func docFieldName(word []byte) string {
 	for i := bytes.IndexByte(word, 0x13); i >= 0; {
 		rest := word[i+1:]
@@ -404,5 +404,126 @@ func inspectDOC(data []byte) (*Document, error) {
 	if n := docFieldName(text); n != "" {
 		return nil, unsupported("Word documents with %s fields are not accepted", n)
 	}
+	// As Word reads it: the text assembled from its pieces, in their order.
+	pieces, err := c.pieceText(root, entries, text)
+	if err != nil {
+		return nil, err
+	}
+	if n := docFieldName(pieces); n != "" {
+		return nil, unsupported("Word documents with %s fields are not accepted", n)
+	}
 	return &Document{Kind: KindDOC, Data: data}, nil
+}
+
+const (
+	// fibRgFcLcbAt is where, after FibBase (32 bytes), the FIB's variable
+	// parts begin; fibClxPair is the fc/lcb pair of the piece table (Clx).
+	fibRgFcLcbAt = 32
+	fibClxPair   = 33
+	fibWhichTbl  = 0x0200 // FibBase flags: the table stream is 1Table
+	pieceFlagMax = 0x40000000
+)
+
+// pieceText assembles the document's text from its piece table, each piece
+// as one byte per character (UTF-16 pieces keep their low bytes: field
+// names are ASCII), so that a field name split over pieces stored out of
+// order is read as Word reads it. A FIB without a piece table (an early
+// format, or a file that is not a real Word document) gives nil; a piece
+// table that cannot be read whole is refused.
+func (c *cfbFile) pieceText(root cfbEntry, entries []cfbEntry, word []byte) ([]byte, error) {
+	u16 := func(b []byte, at int) (int, bool) {
+		if at < 0 || at+2 > len(b) {
+			return 0, false
+		}
+		return int(binary.LittleEndian.Uint16(b[at:])), true
+	}
+	u32 := func(b []byte, at int) (uint32, bool) {
+		if at < 0 || at+4 > len(b) {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint32(b[at:]), true
+	}
+	pos := fibRgFcLcbAt
+	csw, ok := u16(word, pos)
+	if !ok {
+		return nil, nil
+	}
+	pos += 2 + 2*csw
+	cslw, ok := u16(word, pos)
+	if !ok {
+		return nil, nil
+	}
+	pos += 2 + 4*cslw
+	pairs, ok := u16(word, pos)
+	if !ok || pairs <= fibClxPair {
+		return nil, nil
+	}
+	fcClx, ok1 := u32(word, pos+2+fibClxPair*8)
+	lcbClx, ok2 := u32(word, pos+2+fibClxPair*8+4)
+	if !ok1 || !ok2 || lcbClx == 0 {
+		return nil, nil
+	}
+	damaged := cfbError("the Word document's piece table cannot be read")
+	tblName := "0Table"
+	if flags, _ := u16(word, 10); flags&fibWhichTbl != 0 {
+		tblName = "1Table"
+	}
+	var table []byte
+	seen := make([]bool, len(entries))
+	seen[0] = true
+	for _, id := range children(entries, root.child, seen) {
+		if e := entries[id]; e.typ == cfbTypeStream && strings.EqualFold(e.name, tblName) {
+			if table, ok = c.stream(root, e); !ok {
+				return nil, damaged
+			}
+		}
+	}
+	if uint64(fcClx)+uint64(lcbClx) > uint64(len(table)) {
+		return nil, damaged
+	}
+	clx := table[fcClx : fcClx+lcbClx]
+	i := 0
+	for i < len(clx) && clx[i] == 0x01 { // Prc: property modifiers, skipped
+		cb, ok := u16(clx, i+1)
+		if !ok {
+			return nil, damaged
+		}
+		i += 3 + cb
+	}
+	lcb, ok := u32(clx, i+1)
+	if i >= len(clx) || clx[i] != 0x02 || !ok || uint64(i+5)+uint64(lcb) > uint64(len(clx)) || lcb < 4 || (lcb-4)%12 != 0 {
+		return nil, damaged
+	}
+	plc := clx[i+5 : i+5+int(lcb)]
+	n := int(lcb-4) / 12
+	out := make([]byte, 0, min(len(word), 1<<20))
+	for k := range n {
+		start, _ := u32(plc, 4*k)
+		end, _ := u32(plc, 4*(k+1))
+		fc, _ := u32(plc, 4*(n+1)+8*k+2)
+		if end < start || uint64(len(out))+uint64(end-start) > uint64(len(word)) {
+			return nil, damaged // pieces longer than the stream: overlapping, or lying
+		}
+		count := int(end - start)
+		if fc&pieceFlagMax != 0 { // 8-bit text at fc/2
+			at := int((fc &^ pieceFlagMax) / 2)
+			if at+count > len(word) {
+				return nil, damaged
+			}
+			out = append(out, word[at:at+count]...)
+			continue
+		}
+		at := int(fc)
+		if at+2*count > len(word) || at < 0 {
+			return nil, damaged
+		}
+		for j := 0; j < count; j++ {
+			if lo, hi := word[at+2*j], word[at+2*j+1]; hi == 0 {
+				out = append(out, lo)
+			} else {
+				out = append(out, '?')
+			}
+		}
+	}
+	return out, nil
 }

@@ -30,7 +30,7 @@
 //     valid, unencrypted FIB and no macro or embedded-object storages, and its
 //     text must hold no field that runs a program or fetches a file or URL
 //     (DDE, DDEAUTO, INCLUDETEXT, INCLUDEPICTURE, LINK, DATABASE, …; the
-//     text is read as Word saves it, without rebuilding the piece table). It
+//     text is read as Word saves it and as its piece table assembles it). It
 //     is kept as uploaded (it cannot be re-rendered without a converter).
 //   - DOCX: an Office Open XML package checked on its central directory
 //     before anything is inflated: entry count (also bounded before

@@ -3,6 +3,7 @@ package documents
 import (
 	"archive/zip"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -210,5 +211,57 @@ func attackDOCSeeds(t testing.TB) [][]byte {
 	return [][]byte{
 		wordCFB(t, wordStream(8192, []byte("\x13 DDEAUTO c:\\x.exe a\x15\x13 PAGE \x15"))),
 		wordCFB(t, wordStream(2048, utf16le("\x13 PAGE \x15"))),
+	}
+}
+
+// pieceDOC is a WordDocument stream whose text Word assembles from pieces
+// (the piece table in the 0Table stream, at fcClx): each piece is 8-bit
+// text at the given offset of the stream, taken in the order given.
+func pieceDOC(t testing.TB, size int, pieces ...struct {
+	at   int
+	text string
+}) []byte {
+	t.Helper()
+	word := fib(size, 0)
+	// FibBase, then csw 0, cslw 0 and 34 fc/lcb pairs: fcClx is pair 33.
+	binary.LittleEndian.PutUint16(word[32:], 0)
+	binary.LittleEndian.PutUint16(word[34:], 0)
+	binary.LittleEndian.PutUint16(word[36:], 34)
+	var plc []byte
+	cp := uint32(0)
+	plc = binary.LittleEndian.AppendUint32(plc, cp)
+	for _, p := range pieces {
+		copy(word[p.at:], p.text)
+		cp += uint32(len(p.text))
+		plc = binary.LittleEndian.AppendUint32(plc, cp)
+	}
+	for _, p := range pieces {
+		plc = append(plc, 0, 0)
+		plc = binary.LittleEndian.AppendUint32(plc, 0x40000000|uint32(p.at*2)) // 8-bit text at p.at
+		plc = append(plc, 0, 0)
+	}
+	clx := append([]byte{0x02}, binary.LittleEndian.AppendUint32(nil, uint32(len(plc)))...)
+	clx = append(clx, plc...)
+	table := append(make([]byte, 64), clx...)
+	binary.LittleEndian.PutUint32(word[38+33*8:], 64)
+	binary.LittleEndian.PutUint32(word[38+33*8+4:], uint32(len(clx)))
+	return wordCFB(t, word, cfbNode{name: "0Table", typ: 2, data: table})
+}
+
+// A field name split over pieces stored out of order: the stream holds
+// "\x13 INC" after "LUDEPICTURE …", and only the piece table puts them
+// together as Word does.
+func TestAttackDOCFieldAcrossPieces(t *testing.T) {
+	type piece = struct {
+		at   int
+		text string
+	}
+	split := pieceDOC(t, 8192, piece{4000, "\x13 INC"}, piece{3000, "LUDEPICTURE \"https://attacker.example/p.png\" \x15"})
+	if doc, err := inspect(split); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "INCLUDEPICTURE") {
+		t.Fatalf("a field split over pieces: accepted (%v, %v)", doc != nil, err)
+	}
+	plain := pieceDOC(t, 8192, piece{4000, "Passport scan, "}, piece{3000, "\x13 PAGE \x14 1\x15"})
+	if _, err := inspect(plain); err != nil {
+		t.Fatalf("a document in two pieces refused: %v", err)
 	}
 }
