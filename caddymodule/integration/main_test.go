@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"testing"
 
@@ -18,6 +19,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	caddy.DefaultStorage.Path = dir
+	// Every request on a new connection, for the clients that use the
+	// default transport too (the admin endpoint, the nodes): a config load
+	// replaces the admin server and a restart the process, and a request
+	// sent on a kept-alive connection as it closed fails with EOF.
+	http.DefaultTransport.(*http.Transport).DisableKeepAlives = true
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
