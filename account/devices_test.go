@@ -21,19 +21,10 @@ import (
 // browser", and returns the device cookie and the client carrying it.
 func trustedBob(t testing.TB, e *tsEnv) (string, Client) {
 	t.Helper()
-	ctx := context.Background()
-	e.enrolPhone(t)
-	half := e.signIn(t, "bob", "bob-password")
-	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
-		t.Fatal(err)
-	}
 	c := ip1
 	c.UserAgent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
 	c.Base = "https://app.example.com"
-	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, true, c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := e.smsBob(t, true, c)
 	if out.DeviceToken == "" || out.Device.Label != "Firefox on Linux" {
 		t.Fatalf("device %+v", out.Device)
 	}

@@ -717,9 +717,9 @@ func totpCode(t *testing.T, secret string, at time.Time) string {
 	return c
 }
 
-// fullBob enrols bob's phone and returns a two_factor session made with
-// an sms code, and its token.
-func fullBob(t *testing.T, e *tsEnv) (*Resolved, string) {
+// smsBob enrols bob's phone, signs him in with his password and an sms
+// code sent and given from c (trusting the browser when trust is set).
+func (e *tsEnv) smsBob(t testing.TB, trust bool, c Client) *VerifyResult {
 	t.Helper()
 	ctx := context.Background()
 	e.enrolPhone(t)
@@ -727,11 +727,19 @@ func fullBob(t *testing.T, e *tsEnv) (*Resolved, string) {
 	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
 		t.Fatal(err)
 	}
-	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, false, ip1)
+	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, trust, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.svc.Resolve(ctx, out.Token)
+	return out
+}
+
+// fullBob enrols bob's phone and returns a two_factor session made with
+// an sms code, and its token.
+func fullBob(t *testing.T, e *tsEnv) (*Resolved, string) {
+	t.Helper()
+	out := e.smsBob(t, false, ip1)
+	res, err := e.svc.Resolve(context.Background(), out.Token)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,6 @@ import (
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
-type limitsDir struct{ db *users.DB }
-
-func (d limitsDir) DB() *users.DB { return d.db }
-
 // uploadServer reads recovery uploads with readUploadSlot; the test names
 // each request's user and client address in X-User and X-IP, and gets
 // 200 for an upload read, else the status the portal answers.
@@ -48,7 +44,7 @@ func uploadServer(t *testing.T) *httptest.Server {
 		SessionLifetime: 12 * time.Hour,
 		Regulation:      account.Regulation{MaxRetries: 3, FindTime: 10 * time.Minute, BanTime: 15 * time.Minute},
 		Recovery:        account.RecoveryConfig{Enabled: true, ReviewGroup: "admins", MaxSize: 1 << 20},
-	}, st, limitsDir{db}, time.Now, nil)
+	}, st, staticUsers{db}, time.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
