@@ -957,8 +957,8 @@ func TestCodeFallbackProvider(t *testing.T) {
 		t.Fatalf("webhook received %d signed messages, want 1", len(got))
 	}
 	m := got[0]
-	if m.Channel != "sms" || m.To != bobPhone || m.User != "bob" || !regexp.MustCompile(`^[0-9]{6}$`).MatchString(m.Code) || !strings.Contains(m.Body, m.Code) {
-		t.Fatalf("webhook message %+v", m)
+	if m.Channel != "sms" || m.To != bobPhone || m.User != "bob" || !regexp.MustCompile(`^[0-9]{6}$`).MatchString(m.Code) || !strings.HasPrefix(m.Body, "Your code is "+m.Code) {
+		t.Fatalf("webhook message %+v, want the body to start %q (SPEC §6a)", m, "Your code is "+m.Code)
 	}
 	wantAuthenticated(t, c.verify("sms", m.Code), "two_factor")
 

@@ -8,23 +8,22 @@ import (
 )
 
 // CodeText is the text of a code message for SMS and email, in plain
-// language:
+// language, starting as SPEC §6a's example does:
 //
-//	Your Example Corp code is 123456. It expires in 10 minutes. Don't share it.
+//	Your code is 123456 for Example Corp. It expires in 10 minutes. Don't share it.
 //
-// site names the service; when empty the sentence reads "Your code is …".
+// site names the service; when empty the sentence reads "Your code is 123456."
 // lifetime is the code's validity (code.lifetime); the expiry sentence is left
 // out when it is not positive. Lifetimes are never overstated: 90 s reads
 // "1 minute".
 func CodeText(code, site string, lifetime time.Duration) string {
 	var b strings.Builder
-	b.WriteString("Your ")
-	if site = strings.TrimSpace(site); site != "" {
-		b.WriteString(site)
-		b.WriteByte(' ')
-	}
-	b.WriteString("code is ")
+	b.WriteString("Your code is ")
 	b.WriteString(code)
+	if site = strings.TrimSpace(site); site != "" {
+		b.WriteString(" for ")
+		b.WriteString(site)
+	}
 	b.WriteString(".")
 	if lifetime > 0 {
 		b.WriteString(" It expires in ")

@@ -11,16 +11,16 @@ func TestCodeText(t *testing.T) {
 		lifetime   time.Duration
 		want       string
 	}{
-		{"123456", "Example Corp", 10 * time.Minute, "Your Example Corp code is 123456. It expires in 10 minutes. Don't share it."},
+		{"123456", "Example Corp", 10 * time.Minute, "Your code is 123456 for Example Corp. It expires in 10 minutes. Don't share it."},
 		{"123456", "", 10 * time.Minute, "Your code is 123456. It expires in 10 minutes. Don't share it."},
 		{"123456", "  ", 10 * time.Minute, "Your code is 123456. It expires in 10 minutes. Don't share it."},
-		{"042", "Acme", time.Minute, "Your Acme code is 042. It expires in 1 minute. Don't share it."},
-		{"042", "Acme", 90 * time.Second, "Your Acme code is 042. It expires in 1 minute. Don't share it."},
-		{"042", "Acme", 30 * time.Second, "Your Acme code is 042. It expires in 30 seconds. Don't share it."},
-		{"042", "Acme", time.Hour, "Your Acme code is 042. It expires in 1 hour. Don't share it."},
-		{"042", "Acme", 2 * time.Hour, "Your Acme code is 042. It expires in 2 hours. Don't share it."},
-		{"042", "Acme", 90 * time.Minute, "Your Acme code is 042. It expires in 90 minutes. Don't share it."},
-		{"042", "Acme", 0, "Your Acme code is 042. Don't share it."},
+		{"042", "Acme", time.Minute, "Your code is 042 for Acme. It expires in 1 minute. Don't share it."},
+		{"042", "Acme", 90 * time.Second, "Your code is 042 for Acme. It expires in 1 minute. Don't share it."},
+		{"042", "Acme", 30 * time.Second, "Your code is 042 for Acme. It expires in 30 seconds. Don't share it."},
+		{"042", "Acme", time.Hour, "Your code is 042 for Acme. It expires in 1 hour. Don't share it."},
+		{"042", "Acme", 2 * time.Hour, "Your code is 042 for Acme. It expires in 2 hours. Don't share it."},
+		{"042", "Acme", 90 * time.Minute, "Your code is 042 for Acme. It expires in 90 minutes. Don't share it."},
+		{"042", "Acme", 0, "Your code is 042 for Acme. Don't share it."},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {

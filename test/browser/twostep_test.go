@@ -336,7 +336,7 @@ var codePattern = regexp.MustCompile(`^[0-9]{6}$`)
 // wantCodeText checks a text message's wording.
 func wantCodeText(t *testing.T, e outboxEntry) {
 	t.Helper()
-	want := fmt.Sprintf("Your %s code is %s.", siteName, e.Code)
+	want := fmt.Sprintf("Your code is %s for %s.", e.Code, siteName)
 	if !strings.HasPrefix(e.Body, want) || !strings.HasSuffix(e.Body, "Don't share it.") {
 		t.Errorf("the text message reads %q, want it to start %q and end \"Don't share it.\"", e.Body, want)
 	}
