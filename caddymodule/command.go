@@ -37,7 +37,7 @@ Manages twostep from the shell.
   caddy twostep user passwd <name>
   caddy twostep user disable <name> [--enable]
   caddy twostep devices list <user>
-  caddy twostep devices revoke <user> (<id> | --all)
+  caddy twostep devices revoke <user> [<id>]   (every trusted browser without an id)
   caddy twostep reset-2sv <user>
   caddy twostep recovery list
   caddy twostep recovery show <id>
@@ -360,16 +360,15 @@ func devicesCmd() *cobra.Command {
 		},
 	}
 	revoke := &cobra.Command{
-		Use: "revoke <user> (<id> | --all)", Short: "Revokes one trusted browser, or all of them", Args: cobra.RangeArgs(1, 2),
+		Use: "revoke <user> [<id>]", Short: "Revokes one trusted browser of a user, or (without an id) all of them", Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			all, _ := cmd.Flags().GetBool("all")
 			path := "/twostep/users/" + url.PathEscape(args[0]) + "/devices"
-			switch {
-			case all && len(args) == 1:
-			case !all && len(args) == 2:
+			if len(args) == 2 {
+				if all {
+					return errors.New("give a device id or --all, not both")
+				}
 				path += "/" + url.PathEscape(args[1])
-			default:
-				return errors.New("give a device id or --all")
 			}
 			if _, err := adminCall(cmd, "DELETE", path, "", http.StatusNoContent); err != nil {
 				return err
@@ -378,7 +377,7 @@ func devicesCmd() *cobra.Command {
 			return nil
 		},
 	}
-	revoke.Flags().Bool("all", false, "revoke every trusted browser of the user")
+	revoke.Flags().Bool("all", false, "revoke every trusted browser of the user (the same as giving no id)")
 	c.AddCommand(list, revoke)
 	return c
 }

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,4 +133,42 @@ func mustLookup(t *testing.T, path, name string) *users.User {
 		t.Fatalf("%s not found", name)
 	}
 	return u
+}
+
+// SPEC §7 writes `caddy twostep devices revoke <user>`: without an id every
+// trusted browser of the user is revoked (--all says the same); with one,
+// only that browser.
+func TestDevicesRevokeCommand(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.EscapedPath())
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // the admin request; "" for a refusal before any
+	}{
+		{"no id: all", []string{"revoke", "alice"}, "DELETE /twostep/users/alice/devices"},
+		{"--all", []string{"revoke", "alice", "--all"}, "DELETE /twostep/users/alice/devices"},
+		{"one id", []string{"revoke", "alice", "0123abcd"}, "DELETE /twostep/users/alice/devices/0123abcd"},
+		{"a name that needs escaping", []string{"revoke", "a/b c"}, "DELETE /twostep/users/a%2Fb%20c/devices"},
+		{"an id and --all", []string{"revoke", "alice", "0123abcd", "--all"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got = nil
+			out, err := run(t, devicesCmd(), "", append(tc.args, "--address", addr)...)
+			if tc.want == "" {
+				if err == nil || len(got) != 0 {
+					t.Fatalf("error %v, requests %q: want a refusal and no request", err, got)
+				}
+				return
+			}
+			if err != nil || len(got) != 1 || got[0] != tc.want || !strings.Contains(out, "revoked") {
+				t.Fatalf("error %v, output %q, requests %q; want %q", err, out, got, tc.want)
+			}
+		})
+	}
 }
