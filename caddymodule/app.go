@@ -343,10 +343,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.Session = &SessionConfig{}
 	}
 	if a.Session.Idle == 0 {
-		a.Session.Idle = caddy.Duration(30 * time.Minute)
+		a.Session.Idle = defaultSessionIdle
 	}
 	if a.Session.Lifetime == 0 {
-		a.Session.Lifetime = caddy.Duration(12 * time.Hour)
+		a.Session.Lifetime = defaultSessionLifetime
 	}
 	if a.Regulation == nil {
 		a.Regulation = &RegulationConfig{}
@@ -400,12 +400,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.senders = senders
 	for _, oc := range a.OIDC {
-		pr, err := oidc.New(oidc.Config{
-			Name: oc.Name, Issuer: oc.Issuer, ClientID: oc.ClientID, ClientSecret: oc.ClientSecret, Scopes: oc.Scopes,
-			Label: oc.Label, TrustIdPMFA: oc.TrustIdPMFA, ACRs: oc.ACRs, UsernameClaim: oc.UsernameClaim,
-			GroupsClaim: oc.GroupsClaim, AllowUnknownUsers: oc.AllowUnknownUsers,
-			KnownUser: a.knownUser,
-		})
+		pr, err := oidc.New(oc.config(a.knownUser))
 		if err != nil {
 			return fmt.Errorf("twostep: oidc %s: %w", oc.Name, err)
 		}
@@ -481,6 +476,23 @@ func (a *App) expandPlaceholders() error {
 		}
 	}
 	return nil
+}
+
+// The session option's defaults.
+const (
+	defaultSessionIdle     = caddy.Duration(30 * time.Minute)
+	defaultSessionLifetime = caddy.Duration(12 * time.Hour)
+)
+
+// config is the provider's oidc.Config; knownUser may be nil where only
+// the values are checked.
+func (oc OIDCConfig) config(knownUser func(string) bool) oidc.Config {
+	return oidc.Config{
+		Name: oc.Name, Issuer: oc.Issuer, ClientID: oc.ClientID, ClientSecret: oc.ClientSecret, Scopes: oc.Scopes,
+		Label: oc.Label, TrustIdPMFA: oc.TrustIdPMFA, ACRs: oc.ACRs, UsernameClaim: oc.UsernameClaim,
+		GroupsClaim: oc.GroupsClaim, AllowUnknownUsers: oc.AllowUnknownUsers,
+		KnownUser: knownUser,
+	}
 }
 
 // Validate checks the configuration.

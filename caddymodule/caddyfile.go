@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
@@ -95,6 +97,9 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 		return nil, d.ArgErr()
 	}
 	top := onceSet{}
+	// Where options that are checked together once the block is read
+	// were given, to name their line.
+	var sessionTok, emailCodesTok caddyfile.Token
 	for d.NextBlock(0) {
 		if err := top.check(d, "sms", "voice", "oidc"); err != nil {
 			return nil, err
@@ -219,6 +224,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if d.NextArg() {
 				return nil, d.ArgErr()
 			}
+			sessionTok = d.Token()
 			app.Session = new(SessionConfig)
 			seen := onceSet{}
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -314,6 +320,7 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				case "max_sends_per_hour":
 					app.Code.MaxSendsPerHour, err = intArg(d, 1, 1000)
 				case "email_codes":
+					emailCodesTok = d.Token()
 					app.Code.EmailCodes, err = onOff(d)
 				default:
 					return nil, d.Errf("code: unknown option %q (want length, lifetime, resend_after, max_sends_per_hour or email_codes)", d.Val())
@@ -323,22 +330,34 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 			}
 		case "sms", "voice":
+			tok := d.Token()
 			pc, err := parseProvider(d, opt)
 			if err != nil {
 				return nil, err
 			}
-			if opt == "sms" {
-				app.SMS = append(app.SMS, pc)
-			} else {
-				app.Voice = append(app.Voice, pc)
+			list := &app.SMS
+			if opt == "voice" {
+				list = &app.Voice
+			}
+			*list = append(*list, pc)
+			if !hasPlaceholder(pc.AccountSID, pc.AuthToken, pc.From, pc.Endpoint, pc.URL, pc.Secret) {
+				if _, err := buildProvider(opt, len(*list), pc); err != nil {
+					return nil, atLine(tok, err)
+				}
 			}
 		case "email":
 			if app.Email != nil {
 				return nil, d.Err("email: only one mail server may be configured")
 			}
+			tok := d.Token()
 			em, err := parseEmail(d)
 			if err != nil {
 				return nil, err
+			}
+			if !hasPlaceholder(em.Address, em.Username, em.Password, em.From) {
+				if _, err := buildSMTP(em); err != nil {
+					return nil, atLine(tok, err)
+				}
 			}
 			app.Email = em
 		case "trusted_device":
@@ -361,9 +380,15 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 			}
 		case "oidc":
+			tok := d.Token()
 			oc, err := parseOIDC(d)
 			if err != nil {
 				return nil, err
+			}
+			if cfg := oc.config(nil); !hasPlaceholder(cfg.Issuer, cfg.ClientID, cfg.ClientSecret) {
+				if err := cfg.Validate(); err != nil {
+					return nil, atLine(tok, err)
+				}
 			}
 			for _, other := range app.OIDC {
 				if other.Name == oc.Name {
@@ -389,7 +414,39 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			return nil, d.Errf("unknown twostep option %q", opt)
 		}
 	}
+	if app.Session != nil {
+		idle, lifetime := app.Session.Idle, app.Session.Lifetime
+		if idle == 0 {
+			idle = defaultSessionIdle
+		}
+		if lifetime == 0 {
+			lifetime = defaultSessionLifetime
+		}
+		if idle > lifetime {
+			return nil, atLine(sessionTok, fmt.Errorf("session: idle (%s) is longer than lifetime (%s)", time.Duration(idle), time.Duration(lifetime)))
+		}
+	}
+	if app.Code != nil && app.Code.EmailCodes && app.Email == nil && !app.DevOutbox {
+		return nil, atLine(emailCodesTok, errors.New("code: email_codes needs an `email` server (or dev_outbox)"))
+	}
 	return httpcaddyfile.App{Name: "twostep", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// hasPlaceholder reports whether any of the values holds a placeholder,
+// which only Provision expands: such values are checked there.
+func hasPlaceholder(values ...string) bool {
+	for _, v := range values {
+		if strings.Contains(v, "{") {
+			return true
+		}
+	}
+	return false
+}
+
+// atLine reports err, one found once a block was read, at the line of tok
+// (the option it is about), as the Dispenser's own errors do.
+func atLine(tok caddyfile.Token, err error) error {
+	return fmt.Errorf("%s, at %s:%d", strings.TrimPrefix(err.Error(), "twostep: "), tok.File, tok.Line)
 }
 
 // onceSet refuses an option given twice in one block, where the later

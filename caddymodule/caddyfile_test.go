@@ -110,6 +110,17 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"sub-block option twice", global("\t\tsession {\n\t\t\tidle 5m\n\t\t\tidle 1h\n\t\t}"), "idle is set twice"},
 		{"recovery option twice", global("\t\trecovery {\n\t\t\treview_group admins\n\t\t\tapprovals 1\n\t\t\tapprovals 2\n\t\t}"), "approvals is set twice"},
 		{"block twice", global("\t\tregulation {\n\t\t}\n\t\tregulation {\n\t\t}"), "regulation is set twice"},
+		// SPEC §2: `caddy validate` names the line of a bad value; these
+		// were found only at Provision, without one.
+		{"twilio account_sid", global("\t\tsms twilio {\n\t\t\taccount_sid ACxyz\n\t\t\tauth_token t\n\t\t\tfrom +15550001111\n\t\t}"),
+			`sms provider 1 (twilio): twilio: account_sid must be "AC" followed by 32 hexadecimal digits (34 characters), at Caddyfile:4`},
+		{"second voice provider", global("\t\tvoice webhook http://127.0.0.1:9/a {\n\t\t\tsecret s\n\t\t}\n\t\tvoice webhook ftp://127.0.0.1/b {\n\t\t\tsecret s\n\t\t}"), `voice provider 2 (webhook): webhook: URL must be an http or https URL, not "ftp", at Caddyfile:7`},
+		{"smtp from", global("\t\temail smtp 127.0.0.1:25 {\n\t\t\tfrom not-an-address\n\t\t}"), `email smtp: smtp: from must be an email address, like "Security <security@example.com>", at Caddyfile:4`},
+		{"smtp port", global("\t\temail smtp 127.0.0.1:99999 {\n\t\t\tfrom a@example.com\n\t\t}"), `email smtp: port "99999" is not a port number, at Caddyfile:4`},
+		{"oidc issuer", global("\t\toidc corp {\n\t\t\tissuer ftp://idp.example.com\n\t\t\tclient_id c\n\t\t}"), `oidc corp: invalid issuer "ftp://idp.example.com": must be https, at Caddyfile:4`},
+		{"idle longer than lifetime", global("\t\tsession {\n\t\t\tidle 2h\n\t\t\tlifetime 1h\n\t\t}"), "session: idle (2h0m0s) is longer than lifetime (1h0m0s), at Caddyfile:4"},
+		{"idle longer than the default lifetime", global("\t\tsession {\n\t\t\tidle 13h\n\t\t}"), "session: idle (13h0m0s) is longer than lifetime (12h0m0s), at Caddyfile:4"},
+		{"email codes without email", global("\t\tcode {\n\t\t\tlength 8\n\t\t\temail_codes on\n\t\t}"), "code: email_codes needs an `email` server (or dev_outbox), at Caddyfile:6"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

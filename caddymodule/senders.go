@@ -31,18 +31,9 @@ func (a *App) buildSenders() (account.Senders, error) {
 		return out, err
 	}
 	if a.Email != nil {
-		host, portStr, err := net.SplitHostPort(a.Email.Address)
+		m, err := buildSMTP(a.Email)
 		if err != nil {
-			return out, fmt.Errorf("twostep: email smtp: address %q: want host:port", a.Email.Address)
-		}
-		port, err := strconv.Atoi(portStr)
-		if err != nil || port < 1 || port > 65535 {
-			return out, fmt.Errorf("twostep: email smtp: port %q is not a port number", portStr)
-		}
-		m := &notify.SMTP{Host: host, Port: port, Username: a.Email.Username, Password: a.Email.Password,
-			From: a.Email.From, TLS: a.Email.TLS}
-		if err := m.Validate(); err != nil {
-			return out, fmt.Errorf("twostep: email smtp: %w", err)
+			return out, err
 		}
 		out.Email = a.counted("email", m)
 	}
@@ -67,29 +58,11 @@ func (a *App) senderChain(channel string, list []ProviderConfig) (notify.Sender,
 	}
 	var senders []notify.Sender
 	for i, pc := range list {
-		where := fmt.Sprintf("twostep: %s provider %d (%s)", channel, i+1, pc.Type)
-		switch pc.Type {
-		case "twilio":
-			if pc.URL != "" || pc.Secret != "" {
-				return nil, fmt.Errorf("%s: url and secret are webhook settings (twilio takes account_sid, auth_token, from, endpoint)", where)
-			}
-			t := &notify.Twilio{AccountSID: pc.AccountSID, AuthToken: pc.AuthToken, From: pc.From, Endpoint: pc.Endpoint, Timeout: 10 * time.Second}
-			if err := t.Validate(); err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			senders = append(senders, t)
-		case "webhook":
-			if pc.AccountSID != "" || pc.AuthToken != "" || pc.From != "" || pc.Endpoint != "" {
-				return nil, fmt.Errorf("%s: account_sid, auth_token, from and endpoint are twilio settings (a webhook takes url and secret)", where)
-			}
-			w := &notify.Webhook{URL: pc.URL, Secret: pc.Secret, Label: fmt.Sprintf("webhook-%d", i+1)}
-			if err := w.Validate(); err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
-			}
-			senders = append(senders, w)
-		default:
-			return nil, fmt.Errorf("twostep: %s provider %d: unknown type %q (want twilio or webhook)", channel, i+1, pc.Type)
+		snd, err := buildProvider(channel, i+1, pc)
+		if err != nil {
+			return nil, err
 		}
+		senders = append(senders, snd)
 	}
 	return a.counted(channel, senders...), nil
 }
@@ -100,6 +73,52 @@ func (a *App) counted(channel string, senders ...notify.Sender) notify.Sender {
 	return &notify.Fallback{Senders: senders, Logger: a.logger.Named("notify"), OnFailure: func(provider string, _ error) {
 		metricDeliveryFailures.WithLabelValues(channel, provider).Inc()
 	}}
+}
+
+// buildProvider turns the n-th provider of a channel into its sender,
+// checking every value. It has no side effects, so that the Caddyfile
+// adapter can run it too and name the line of a bad value.
+func buildProvider(channel string, n int, pc ProviderConfig) (notify.Sender, error) {
+	where := fmt.Sprintf("twostep: %s provider %d (%s)", channel, n, pc.Type)
+	switch pc.Type {
+	case "twilio":
+		if pc.URL != "" || pc.Secret != "" {
+			return nil, fmt.Errorf("%s: url and secret are webhook settings (twilio takes account_sid, auth_token, from, endpoint)", where)
+		}
+		t := &notify.Twilio{AccountSID: pc.AccountSID, AuthToken: pc.AuthToken, From: pc.From, Endpoint: pc.Endpoint, Timeout: 10 * time.Second}
+		if err := t.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		return t, nil
+	case "webhook":
+		if pc.AccountSID != "" || pc.AuthToken != "" || pc.From != "" || pc.Endpoint != "" {
+			return nil, fmt.Errorf("%s: account_sid, auth_token, from and endpoint are twilio settings (a webhook takes url and secret)", where)
+		}
+		w := &notify.Webhook{URL: pc.URL, Secret: pc.Secret, Label: fmt.Sprintf("webhook-%d", n)}
+		if err := w.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		return w, nil
+	}
+	return nil, fmt.Errorf("twostep: %s provider %d: unknown type %q (want twilio or webhook)", channel, n, pc.Type)
+}
+
+// buildSMTP turns the email option into its sender, checking every value
+// (no side effects, like buildProvider).
+func buildSMTP(em *SMTPConfig) (*notify.SMTP, error) {
+	host, portStr, err := net.SplitHostPort(em.Address)
+	if err != nil {
+		return nil, fmt.Errorf("twostep: email smtp: address %q: want host:port", em.Address)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return nil, fmt.Errorf("twostep: email smtp: port %q is not a port number", portStr)
+	}
+	m := &notify.SMTP{Host: host, Port: port, Username: em.Username, Password: em.Password, From: em.From, TLS: em.TLS}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("twostep: email smtp: %w", err)
+	}
+	return m, nil
 }
 
 // checkOutboxListeners refuses dev_outbox when any HTTP server listens
