@@ -11,6 +11,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -92,8 +93,9 @@ type entry struct {
 type viewKey struct{ prefix, name string }
 
 type view struct {
-	v     any
-	until time.Time
+	v       any
+	missing bool // the store had no such record (store.ErrNotFound)
+	until   time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -181,7 +183,9 @@ func (c *Store) evictSessions() {
 // View returns decode(value under prefix+name), answering from memory
 // while the entry is fresh when prefix is one of the cache's prefixes. The
 // value returned is shared: decode must return something nobody modifies
-// (a pointer to a fresh value). store.ErrNotFound (and decode's errors)
+// (a pointer to a fresh value). store.ErrNotFound is cached like a value
+// (a user who never revoked a device has no epoch record, and the request
+// path of a device-raised session asks for it every time); decode's errors
 // are not cached.
 func (c *Store) View(ctx context.Context, prefix, name string, now time.Time, decode func([]byte) (any, error)) (any, error) {
 	k := viewKey{prefix, name}
@@ -193,16 +197,22 @@ func (c *Store) View(ctx context.Context, prefix, name string, now time.Time, de
 		gen = c.gen
 		c.mu.RUnlock()
 		if ok && now.Before(e.until) {
+			if e.missing {
+				return nil, store.ErrNotFound
+			}
 			return e.v, nil
 		}
 	}
 	b, err := c.Store.Get(ctx, prefix+name, now)
-	if err != nil {
+	missing := errors.Is(err, store.ErrNotFound)
+	if err != nil && !(missing && cached) {
 		return nil, err
 	}
-	v, err := decode(b)
-	if err != nil || !cached {
-		return v, err
+	var v any
+	if !missing {
+		if v, err = decode(b); err != nil || !cached {
+			return v, err
+		}
 	}
 	c.mu.Lock()
 	if c.gen == gen {
@@ -216,9 +226,12 @@ func (c *Store) View(ctx context.Context, prefix, name string, now time.Time, de
 				n++
 			}
 		}
-		c.views[k] = view{v: v, until: now.Add(c.ttl)}
+		c.views[k] = view{v: v, missing: missing, until: now.Add(c.ttl)}
 	}
 	c.mu.Unlock()
+	if missing {
+		return nil, store.ErrNotFound
+	}
 	return v, nil
 }
 

@@ -281,14 +281,51 @@ func TestView(t *testing.T) {
 		t.Error("after Incr the cached count is still served")
 	}
 
-	// Not found and undecodable values are not cached.
+	// Not found is cached like a value: no store read while it is fresh,
+	// and every write through the cache ends it at once.
 	if _, err := viewString(t, c, "epoch:", "nobody", now); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal(err)
 	}
-	if err := inner.Put(ctx, "epoch:nobody", []byte("7"), 0, now); err != nil { // behind the cache's back
+	before = inner.gets.Load()
+	for i := 0; i < 5; i++ {
+		if _, err := viewString(t, c, "epoch:", "nobody", now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a cached miss: %v, want not found", err)
+		}
+	}
+	if n := inner.gets.Load() - before; n != 0 {
+		t.Fatalf("%d store reads for a cached miss", n)
+	}
+	for _, w := range []struct {
+		name  string
+		write func(key string) error
+	}{
+		{"Put", func(k string) error { return c.Put(ctx, k, []byte("7"), 0, now) }},
+		{"PutIfAbsent", func(k string) error { _, _, err := c.PutIfAbsent(ctx, k, []byte("7"), 0, now); return err }},
+		{"Incr", func(k string) error { _, _, err := c.Incr(ctx, k, time.Hour, now); return err }},
+	} {
+		key := "epoch:new-" + w.name
+		if _, err := viewString(t, c, "epoch:", "new-"+w.name, now); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if err := w.write(key); err != nil {
+			t.Fatalf("%s: %v", w.name, err)
+		}
+		if got, err := viewString(t, c, "epoch:", "new-"+w.name, now); err != nil {
+			t.Errorf("after %s of a cached miss: %q, %v; want the new value", w.name, got, err)
+		}
+	}
+	// Behind the cache's back (another node whose message was lost), the
+	// miss lasts the entry's time to live.
+	if err := inner.Put(ctx, "epoch:nobody", []byte("7"), 0, now); err != nil {
 		t.Fatal(err)
 	}
-	want("epoch:", "nobody", "7")
+	if _, err := viewString(t, c, "epoch:", "nobody", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a cached miss within its time to live: %v", err)
+	}
+	if got, err := viewString(t, c, "epoch:", "nobody", now.Add(2*time.Minute)); err != nil || got != "7" {
+		t.Fatalf("after the time to live: %q, %v; want 7", got, err)
+	}
+	// Undecodable values are not cached.
 	put("epoch:bad", "unreadable")
 	if _, err := viewString(t, c, "epoch:", "bad", now); err == nil {
 		t.Fatal("an undecodable value decoded")
