@@ -27,6 +27,10 @@ var (
 		Namespace: "twostep", Name: "delivery_failures_total",
 		Help: "Failed deliveries by channel and provider (a fallback may still have delivered).",
 	}, []string{"channel", "provider"})
+	metricDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "twostep", Name: "deliveries_total",
+		Help: "Messages (codes and notices) delivered, by channel and the provider that took them.",
+	}, []string{"channel", "provider"})
 	metricDevices = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "twostep", Name: "trusted_devices_total",
 		Help: "Trusted devices created and revoked.",
@@ -70,7 +74,7 @@ func (a *App) registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metricSignIns, metricCodes, metricDeliveryFailures, metricDevices,
+	for _, c := range []prometheus.Collector{metricSignIns, metricCodes, metricDeliveryFailures, metricDeliveries, metricDevices,
 		metricDecisions, metricStoreErrors, metricStoreLatency} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -191,4 +195,46 @@ func (m measured) Incr(ctx context.Context, key string, w time.Duration, now tim
 	n, r, err := m.Store.Incr(ctx, key, w, now)
 	observe("incr", start, err)
 	return n, r, err
+}
+
+func (m measured) DeleteUserSessions(ctx context.Context, user string) (int, error) {
+	start := time.Now()
+	n, err := m.Store.DeleteUserSessions(ctx, user)
+	observe("delete_user_sessions", start, err)
+	return n, err
+}
+
+func (m measured) ListUserSessions(ctx context.Context, user string, now time.Time) ([]*store.Session, error) {
+	start := time.Now()
+	list, err := m.Store.ListUserSessions(ctx, user, now)
+	observe("list_user_sessions", start, err)
+	return list, err
+}
+
+func (m measured) PutIfAbsent(ctx context.Context, key string, v []byte, ttl time.Duration, now time.Time) ([]byte, bool, error) {
+	start := time.Now()
+	stored, created, err := m.Store.PutIfAbsent(ctx, key, v, ttl, now)
+	observe("put_if_absent", start, err)
+	return stored, created, err
+}
+
+func (m measured) Delete(ctx context.Context, key string) error {
+	start := time.Now()
+	err := m.Store.Delete(ctx, key)
+	observe("delete", start, err)
+	return err
+}
+
+func (m measured) Sweep(ctx context.Context, now time.Time) (int, error) {
+	start := time.Now()
+	n, err := m.Store.Sweep(ctx, now)
+	observe("sweep", start, err)
+	return n, err
+}
+
+func (m measured) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := m.Store.Ping(ctx)
+	observe("ping", start, err)
+	return err
 }

@@ -72,6 +72,8 @@ func (a *App) senderChain(channel string, list []ProviderConfig) (notify.Sender,
 func (a *App) counted(channel string, senders ...notify.Sender) notify.Sender {
 	return &notify.Fallback{Senders: senders, Logger: a.logger.Named("notify"), OnFailure: func(provider string, _ error) {
 		metricDeliveryFailures.WithLabelValues(channel, provider).Inc()
+	}, OnSuccess: func(provider string) {
+		metricDeliveries.WithLabelValues(channel, provider).Inc()
 	}}
 }
 

@@ -23,6 +23,8 @@ type Fallback struct {
 	// OnFailure, if set, is called for every provider that fails, also when
 	// a later one succeeds (for metrics by provider).
 	OnFailure func(provider string, err error)
+	// OnSuccess, if set, is called with the provider that delivered.
+	OnSuccess func(provider string)
 }
 
 // AllFailedError is the error of a [Fallback] whose every provider failed.
@@ -91,6 +93,9 @@ func (f *Fallback) Deliver(ctx context.Context, m Message) (string, error) {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = &DeliveryError{Provider: name, Err: ctxErr}
 		} else if err = s.Send(ctx, m); err == nil {
+			if f.OnSuccess != nil {
+				f.OnSuccess(name)
+			}
 			return name, nil
 		}
 		var de *DeliveryError

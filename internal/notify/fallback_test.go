@@ -99,8 +99,9 @@ func TestFallback(t *testing.T) {
 			for _, c := range counted {
 				fb.Senders = append(fb.Senders, c)
 			}
-			var failed []string
+			var failed, delivered []string
 			fb.OnFailure = func(p string, err error) { failed = append(failed, p) }
+			fb.OnSuccess = func(p string) { delivered = append(delivered, p) }
 			core, logs := observer.New(zap.DebugLevel)
 			fb.Logger = zap.New(core)
 
@@ -119,6 +120,9 @@ func TestFallback(t *testing.T) {
 			}
 			if tc.wantOK {
 				failures--
+			}
+			if tc.wantOK && (len(delivered) != 1 || delivered[0] != tc.wantBy) || !tc.wantOK && len(delivered) != 0 {
+				t.Errorf("OnSuccess saw %v, want [%s] on success only", delivered, tc.wantBy)
 			}
 			if len(failed) != failures || logs.Len() != failures {
 				t.Errorf("OnFailure saw %v and %d log entries, want %d failures", failed, logs.Len(), failures)
