@@ -112,7 +112,10 @@ func externalCredential(provider, subject string) string {
 func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Client) (*SignInResult, error) {
 	now := s.now()
 	name := users.Canonical(id.Username)
-	if name == "" {
+	// The name a provider gives must be one the users file could hold:
+	// names with ':' are the shell operator's ("operator:root") in the
+	// recovery approvals and the audit log.
+	if name == "" || users.CheckName(name) != nil {
 		return nil, ErrInvalidCredentials
 	}
 	u, known := s.users.DB().Lookup(name)
@@ -183,7 +186,12 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 			}
 		}
 	}
-	if state == store.StateSecondFactor && c.Device != "" {
+	// A trusted browser stands in for the second factor only after the
+	// user's own first factor: not for a provider account that is not yet
+	// theirs, which a code of theirs must bind first (else anyone who
+	// names a provider account after the user and reaches their browser
+	// once would be them there, and bound to them everywhere).
+	if state == store.StateSecondFactor && c.Device != "" && !pendingLink {
 		d, h, err := s.checkDevice(ctx, u, c.Device)
 		if err != nil {
 			return nil, err
@@ -196,10 +204,6 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 		}
 		if live {
 			// The browser passed the user's second factor before.
-			if err := s.commitPendingLink(ctx, sess, c); err != nil {
-				return nil, err
-			}
-			delete(sess.Pending, linkPending)
 			sess.State, sess.Device, sess.SecondFactorAt = store.StateTwoFactor, h, d.Created
 			sess.Expires = now.Add(s.cfg.SessionLifetime)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/twostep-auth/twostep/internal/documents"
 	"github.com/twostep-auth/twostep/internal/notify"
 	"github.com/twostep-auth/twostep/internal/store"
+	"github.com/twostep-auth/twostep/internal/users"
 )
 
 // Recovery request states.
@@ -80,6 +81,9 @@ type Recovery struct {
 	Applied bool `json:"applied,omitempty"`
 	// DocumentDeleted: the document is gone (retention).
 	DocumentDeleted bool `json:"document_deleted,omitempty"`
+	// External: filed by a user who exists only at an identity provider,
+	// whose contact details are kept with the request (recoveryContactKey).
+	External bool `json:"external,omitempty"`
 }
 
 // Open reports whether the request still awaits a decision or its effect.
@@ -100,6 +104,12 @@ func recoveryOpenLockKey(u string) string { return "recovery-open-lock:" + u }
 func recoveryOpenSeenKey(u string) string { return "recovery-open-missing:" + u }
 func recoveryIndexLockKey() string        { return "recovery-index-lock" }
 func recoveryUploadKey(who string) string { return "recovery-upload:" + who }
+
+// recoveryContactKey keeps, for a request of a user who exists only at an
+// identity provider, that user's record as it was at filing (email,
+// name): the record the provider's sign-in keeps lasts only a session
+// lifetime, and the request's notices come days later.
+func recoveryContactKey(id string) string { return "recovery-contact:" + id }
 
 // Recovery state is changed under locks kept in the store, so that they
 // hold across every node sharing it (a Redis Cluster has no multi-key
@@ -289,11 +299,17 @@ func (s *Service) RecoveryAllowed(ctx context.Context, res *Resolved) error {
 	if !s.cfg.Recovery.Enabled {
 		return ErrRecoveryDisabled
 	}
+	if res == nil || res.Session == nil {
+		return ErrForbidden
+	}
 	switch res.Session.State {
 	case store.StateSecondFactor:
 	case store.StateOneFactor, store.StateTwoFactor:
 		return ErrConflict // a signed-in user needs no recovery
 	default:
+		return ErrForbidden
+	}
+	if !ownsAccount(res) {
 		return ErrForbidden
 	}
 	if open, err := s.openRecovery(ctx, res.Session.User); err != nil {
@@ -303,6 +319,15 @@ func (s *Service) RecoveryAllowed(ctx context.Context, res *Resolved) error {
 		return ErrConflict
 	}
 	return nil
+}
+
+// ownsAccount reports whether res's session gave the account's first
+// factor, as recovery needs. A provider account that is not (yet) bound to
+// the user only bears the user's name (see bindExternal): it proves
+// nothing about the account, so it may neither ask for the user's second
+// factor to be switched off nor read how the user's requests stand.
+func ownsAccount(res *Resolved) bool {
+	return res.Session.Pending[linkPending] == ""
 }
 
 // maxUploads bounds the recovery uploads read at once on this node (each
@@ -330,8 +355,8 @@ const uploadRetry = 10 * time.Second
 // *RateLimitedError (429) when uploadWait has passed, and ErrBusy (503)
 // means no turn of this node came.
 func (s *Service) UploadSlot(ctx context.Context, res *Resolved, c Client) (release func(), err error) {
-	if res == nil || res.Session == nil {
-		return nil, ErrForbidden
+	if res == nil || res.Session == nil || !ownsAccount(res) {
+		return nil, ErrForbidden // nor may it hold the account's turn
 	}
 	deadline := time.Now().Add(uploadWait)
 	var held []func()
@@ -410,11 +435,22 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	}
 	r := &Recovery{
 		ID: hex.EncodeToString(idb[:]), User: user, Created: now, IP: c.ip(), UserAgent: truncate(c.UserAgent, 256),
-		DocumentType: docType, DocumentKind: string(d.Kind), Status: RecoveryPending,
+		DocumentType: docType, DocumentKind: string(d.Kind), Status: RecoveryPending, External: res.External,
 	}
 	blob, err := s.vault.Seal(d, user, r.ID)
 	if err != nil {
 		return nil, err
+	}
+	if r.External {
+		if res.User == nil {
+			return nil, ErrForbidden
+		}
+		contact := users.User{Name: res.User.Name, DisplayName: res.User.DisplayName, Email: res.User.Email, Credential: res.User.Credential}
+		b, _ := json.Marshal(contact)
+		if err := s.store.Put(ctx, recoveryContactKey(r.ID), b, 0, now); err != nil {
+			s.dropRecovery(ctx, r.ID)
+			return nil, &UnavailableError{err}
+		}
 	}
 	if err := s.store.Put(ctx, recoveryDocKey(r.ID), blob, 0, now); err != nil {
 		s.dropRecovery(ctx, r.ID)
@@ -444,7 +480,7 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	}
 	s.audit.Info("recovery requested", zap.String("user", user), zap.String("request", r.ID), zap.String("document_type", docType),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "pending"))
-	s.mailUser(ctx, user, "We received your account recovery request",
+	s.mailRecovery(ctx, r, "We received your account recovery request",
 		"We received your request to recover your account with a "+strings.ToLower(DocumentTypes[docType])+". "+
 			"A person will check it; this takes "+s.cfg.Recovery.Expected+". We will email you when it is decided.\n\n"+
 			"If it is approved, two-step verification will be turned off"+s.afterApprovalText()+".\n\n"+
@@ -457,6 +493,7 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 func (s *Service) dropRecovery(ctx context.Context, id string) {
 	ctx = context.WithoutCancel(ctx)
 	_ = s.store.Delete(ctx, recoveryDocKey(id))
+	_ = s.store.Delete(ctx, recoveryContactKey(id))
 	_ = s.store.Delete(ctx, recoveryKey(id))
 }
 
@@ -477,6 +514,7 @@ func (s *Service) withdrawRecovery(ctx context.Context, r *Recovery) {
 		if err := s.store.Delete(ctx, recoveryDocKey(r.ID)); err != nil {
 			return &UnavailableError{err}
 		}
+		_ = s.store.Delete(ctx, recoveryContactKey(r.ID))
 		r.DocumentDeleted = true
 		return s.saveRecovery(ctx, r)
 	})
@@ -611,6 +649,9 @@ func (s *Service) openRecovery(ctx context.Context, user string) (*Recovery, err
 // MyRecovery returns the caller's most recent request (open or not), if
 // the session is its owner's. id "" means the open one, or else the latest.
 func (s *Service) MyRecovery(ctx context.Context, res *Resolved, id string) (*Recovery, error) {
+	if res == nil || res.Session == nil || !ownsAccount(res) {
+		return nil, ErrNotFound // as for someone without a request
+	}
 	user := res.Session.User
 	if id == "" {
 		// The open request, or else the latest one (decided).
@@ -697,11 +738,11 @@ func (s *Service) cancelOpenRecovery(ctx context.Context, user, why string) erro
 	if err != nil {
 		return err
 	}
-	var cancelled []string
+	var cancelled []*Recovery
 	var failed error
 	for _, id := range ids {
 		done := false
-		_, err := s.withRecovery(ctx, id, func(r *Recovery) error {
+		r, err := s.withRecovery(ctx, id, func(r *Recovery) error {
 			if r.User != user || !r.Open() {
 				return nil
 			}
@@ -716,13 +757,13 @@ func (s *Service) cancelOpenRecovery(ctx context.Context, user, why string) erro
 			failed = cmp.Or(failed, err) // cancel the others all the same
 		}
 		if done {
-			cancelled = append(cancelled, id)
+			cancelled = append(cancelled, r)
 			s.releaseOpen(ctx, user, id)
 			s.audit.Info("recovery cancelled", zap.String("user", user), zap.String("request", id), zap.String("reason", why), zap.String("outcome", "cancelled"))
 		}
 	}
 	if len(cancelled) > 0 {
-		s.mailUser(ctx, user, "Your account recovery request was cancelled",
+		s.mailRecovery(ctx, cancelled[0], "Your account recovery request was cancelled",
 			"Your account recovery request was cancelled because "+why+". Two-step verification stays on.\n\n"+
 				"If you did not ask for recovery, someone may know your password: change it now.")
 	}
@@ -866,6 +907,10 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 			if slices.Contains(r.Approvals, reviewer) {
 				return ErrAlreadyApproved // the same reviewer twice does not count twice
 			}
+			// An approval counts while its reviewer still is one: not
+			// that of someone since taken out of the review group,
+			// disabled or gone (who may approve again if they come back).
+			r.Approvals = slices.DeleteFunc(r.Approvals, func(a string) bool { return !s.stillReviewer(ctx, a) })
 			r.Approvals = append(r.Approvals, reviewer)
 			if len(r.Approvals) >= s.cfg.Recovery.Approvals {
 				r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
@@ -879,7 +924,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 		if r.Status == RecoveryApproved && s.cfg.Recovery.CoolingOff <= 0 {
 			// The notice goes to the phone the account has now, which
 			// applying the approval removes.
-			phone = s.accountPhone(ctx, r.User)
+			phone = s.accountPhone(ctx, r)
 			// Should this fail, the sweeper applies it (it is due).
 			applyErr = s.applyLocked(ctx, r)
 		}
@@ -895,7 +940,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 	switch r.Status {
 	case RecoveryDenied:
 		s.releaseOpen(ctx, r.User, r.ID)
-		s.mailUser(ctx, r.User, "Your account recovery request was declined",
+		s.mailRecovery(ctx, r, "Your account recovery request was declined",
 			"Your request to recover your account was declined.\n\nReason: "+reason+
 				"\n\nYou can sign in with your password and send a new request, for example with a clearer picture of your ID.")
 	case RecoveryApproved:
@@ -910,13 +955,33 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 	return r, nil
 }
 
-// accountPhone is the user's phone number as a method, or "".
-func (s *Service) accountPhone(ctx context.Context, user string) string {
-	u, ok := s.users.DB().Lookup(user)
+// stillReviewer reports whether the reviewer who recorded an approval may
+// review now: the shell operator, a users-file user in review_group (not
+// disabled), or a user who exists only at a provider whose last sign-in
+// put them in it. On any doubt, no.
+func (s *Service) stillReviewer(ctx context.Context, name string) bool {
+	if strings.HasPrefix(name, "operator:") {
+		return true
+	}
+	if u, ok := s.users.DB().Lookup(name); ok {
+		return !u.Disabled && slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup)
+	}
+	b, err := s.store.Get(ctx, externalKey(users.Canonical(name)), s.now())
+	if err != nil {
+		return false
+	}
+	var u users.User
+	return json.Unmarshal(b, &u) == nil && strings.HasPrefix(u.Credential, "oidc:") &&
+		slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup)
+}
+
+// accountPhone is the phone number of r's account as a method, or "".
+func (s *Service) accountPhone(ctx context.Context, r *Recovery) string {
+	u, ok := s.recoveryContact(ctx, r)
 	if !ok {
 		return ""
 	}
-	rec, err := s.loadRecord(ctx, user)
+	rec, err := s.loadRecord(ctx, users.Canonical(r.User))
 	if err != nil {
 		return ""
 	}
@@ -931,7 +996,7 @@ func (s *Service) accountPhone(ctx context.Context, user string) string {
 // cancels the change during the cooling-off period. phone, when set, is
 // the number to text (the account's, before the approval removed it).
 func (s *Service) tellApproved(ctx context.Context, r *Recovery, base, phone string) {
-	u, ok := s.users.DB().Lookup(r.User)
+	u, ok := s.recoveryContact(ctx, r)
 	if !ok {
 		return
 	}
@@ -948,7 +1013,7 @@ func (s *Service) tellApproved(ctx context.Context, r *Recovery, base, phone str
 	}
 	s.mail(ctx, u, "Account recovery approved", msg)
 	if phone == "" {
-		phone = s.accountPhone(ctx, r.User)
+		phone = s.accountPhone(ctx, r)
 	}
 	if phone != "" && s.senders.SMS != nil {
 		text := s.cfg.SiteName + ": a recovery of your account was approved; two-step verification will be turned off."
@@ -995,7 +1060,7 @@ func (s *Service) CancelRecoveryLink(ctx context.Context, id, sig string) error 
 	}
 	s.releaseOpen(ctx, r.User, r.ID)
 	s.audit.Warn("recovery cancelled by the account holder", zap.String("user", r.User), zap.String("request", id), zap.String("outcome", "cancelled"))
-	s.mailUser(ctx, r.User, "Account recovery stopped",
+	s.mailRecovery(ctx, r, "Account recovery stopped",
 		"The recovery of your account was stopped: two-step verification stays on. Someone may know your password: change it now.")
 	return nil
 }
@@ -1004,6 +1069,18 @@ func (s *Service) CancelRecoveryLink(ctx context.Context, id, sig string) error 
 // every method removed, sessions and trusted devices ended. tellApplied
 // then says so.
 func (s *Service) applyLocked(ctx context.Context, r *Recovery) error {
+	if changed, err := s.accountChanged(ctx, r); err != nil {
+		return err
+	} else if changed {
+		// Not the account that filed: whoever has the name now keeps
+		// their two-step.
+		r.Status, r.Decided, r.Reason = RecoveryCancelled, s.now(), "the account changed since the request was filed"
+		if err := s.saveRecovery(ctx, r); err != nil {
+			return err
+		}
+		s.audit.Warn("recovery not applied: the account changed", zap.String("user", r.User), zap.String("request", r.ID), zap.String("outcome", "cancelled"))
+		return nil
+	}
 	if err := s.resetTwoStep(ctx, r.User, "recovery "+r.ID, false); err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
@@ -1022,6 +1099,40 @@ func (s *Service) applyLocked(ctx context.Context, r *Recovery) error {
 	return nil
 }
 
+// accountChanged reports whether the account r names is no longer the one
+// that filed it: a users-file user gone from the file, or, for a user who
+// existed only at a provider, a users-file user of that name since, or
+// another provider account owning the name now (reset-2sv frees it).
+func (s *Service) accountChanged(ctx context.Context, r *Recovery) (bool, error) {
+	user := users.Canonical(r.User)
+	_, inFile := s.users.DB().Lookup(user)
+	if !r.External {
+		return !inFile, nil
+	}
+	if inFile {
+		return true, nil
+	}
+	now := s.now()
+	b, err := s.store.Get(ctx, recoveryContactKey(r.ID), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	} else if err != nil {
+		return true, &UnavailableError{err}
+	}
+	var kept users.User
+	if json.Unmarshal(b, &kept) != nil {
+		return true, nil
+	}
+	owner, err := s.store.Get(ctx, ownerKey(user), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	} else if err != nil {
+		return true, &UnavailableError{err}
+	}
+	prov, sub, ok := strings.Cut(string(owner), "\x00")
+	return !ok || !hmac.Equal([]byte(kept.Credential), []byte(externalCredential(prov, sub))), nil
+}
+
 // tellApplied lets go of the applied request's marker and sends the email
 // that says to sign in with the password.
 func (s *Service) tellApplied(ctx context.Context, r *Recovery) {
@@ -1030,7 +1141,7 @@ func (s *Service) tellApplied(ctx context.Context, r *Recovery) {
 	if s.cfg.Recovery.AfterApproval == "enroll" {
 		next = "Sign in with your password; you will then set up a new way to get codes."
 	}
-	s.mailUser(ctx, r.User, "Two-step verification is off: sign in with your password",
+	s.mailRecovery(ctx, r, "Two-step verification is off: sign in with your password",
 		"Your account recovery is done. Two-step verification is off, your old sign-in methods and backup codes were removed, and every session and trusted browser was ended.\n\n"+next)
 }
 
@@ -1100,7 +1211,7 @@ func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (*Reco
 			if err := s.applyLocked(ctx, r); err != nil {
 				return err
 			}
-			applied = true
+			applied = r.Applied // not when the account changed meanwhile
 		case r.Status == RecoveryPending && now.Sub(r.Created) >= s.cfg.Recovery.Expiry:
 			r.Status, r.Decided, r.Reason = RecoveryExpired, now, "no decision within 30 days"
 			if err := s.saveRecovery(ctx, r); err != nil {
@@ -1110,8 +1221,10 @@ func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (*Reco
 			s.audit.Info("recovery expired", zap.String("user", r.User), zap.String("request", id), zap.String("outcome", "expired"))
 		}
 		if !r.Decided.IsZero() && !r.DocumentDeleted && now.Sub(r.Decided) >= s.cfg.Recovery.Retention && !r.Open() {
-			if err := s.store.Delete(ctx, recoveryDocKey(id)); err != nil {
-				return &UnavailableError{err}
+			for _, k := range []string{recoveryDocKey(id), recoveryContactKey(id)} {
+				if err := s.store.Delete(ctx, k); err != nil {
+					return &UnavailableError{err}
+				}
 			}
 			r.DocumentDeleted = true
 			if err := s.saveRecovery(ctx, r); err != nil {
@@ -1126,7 +1239,7 @@ func (s *Service) sweepOne(ctx context.Context, id string, now time.Time) (*Reco
 	}
 	if expired {
 		s.releaseOpen(ctx, r.User, r.ID)
-		s.mailUser(ctx, r.User, "Your account recovery request expired",
+		s.mailRecovery(ctx, r, "Your account recovery request expired",
 			"Your account recovery request was not decided in time and has expired. You can sign in with your password and send a new one.")
 	}
 	return r, err
@@ -1165,10 +1278,40 @@ func (s *Service) mustEnroll(ctx context.Context, user string) (bool, error) {
 	return true, nil
 }
 
-func (s *Service) mailUser(ctx context.Context, user, subject, body string) {
-	if u, ok := s.users.DB().Lookup(user); ok {
+// mailRecovery sends a notice about request r to its account.
+func (s *Service) mailRecovery(ctx context.Context, r *Recovery, subject, body string) {
+	if u, ok := s.recoveryContact(ctx, r); ok {
 		s.mail(ctx, u, subject, body)
 	}
+}
+
+// recoveryContact is the account r was filed for, as its notices need it:
+// the users file's user, or for a user who exists only at a provider the
+// record its sign-in keeps (while it is the same provider account) or else
+// the one kept with the request. None when the account is no longer of
+// the kind that filed (a users-file user of that name added or removed
+// since): its notices are not for whoever has the name now.
+func (s *Service) recoveryContact(ctx context.Context, r *Recovery) (*users.User, bool) {
+	u, inFile := s.users.DB().Lookup(r.User)
+	if !r.External || inFile {
+		return u, inFile && !r.External
+	}
+	now := s.now()
+	b, err := s.store.Get(ctx, recoveryContactKey(r.ID), now)
+	if err != nil {
+		return nil, false
+	}
+	var kept users.User
+	if json.Unmarshal(b, &kept) != nil || !strings.HasPrefix(kept.Credential, "oidc:") {
+		return nil, false
+	}
+	if b, err := s.store.Get(ctx, externalKey(users.Canonical(r.User)), now); err == nil {
+		var cur users.User
+		if json.Unmarshal(b, &cur) == nil && cur.Credential == kept.Credential && cur.Email != "" {
+			return &cur, true
+		}
+	}
+	return &kept, true
 }
 
 // RecoveryCancelURL is the cancel link for tests and the operator's view.

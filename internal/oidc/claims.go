@@ -109,6 +109,12 @@ func pickUsername(cfg *Config, claims map[string]any, verifiedEmail string) (str
 		}
 		return "", fmt.Errorf("%w: no %s claim", ErrNoUsername, claim)
 	}
+	// Lower-casing must not make a name at the provider read as another
+	// one: KELVIN SIGN and DOTTED CAPITAL I lower-case to the ASCII "k"
+	// and "i", so "\u212Aarl", a free name there, would be the user karl.
+	if strings.IndexFunc(name, foldsToASCII) >= 0 {
+		return "", fmt.Errorf("%w: the user name %q has a letter that lower-cases to another one", ErrNoUsername, clean(name, 100))
+	}
 	name = strings.ToLower(name)
 	if err := checkUsername(name); err != nil {
 		return "", err
@@ -126,6 +132,11 @@ func checkUsername(name string) error {
 		return fmt.Errorf("%w: the user name %q contains whitespace or control characters", ErrNoUsername, clean(name, 100))
 	}
 	return nil
+}
+
+// foldsToASCII reports a non-ASCII rune whose lower case is ASCII.
+func foldsToASCII(r rune) bool {
+	return r >= utf8.RuneSelf && unicode.ToLower(r) < utf8.RuneSelf
 }
 
 // isInvisible reports format characters (zero-width space, bidi controls…)

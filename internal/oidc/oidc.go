@@ -220,7 +220,9 @@ func (p *Provider) fetch(ctx context.Context) (*discovery, error) {
 			return nil, fmt.Errorf("discovery document: %s: %w", what, err)
 		}
 	}
-	d := &discovery{provider: prov, hasUserInfo: extra.UserInfo != "", authStyle: p.authStyle(extra.AuthMethods)}
+	// The userinfo endpoint gets the access token and supplies claims (the
+	// user name among them): only over https, as the other endpoints.
+	d := &discovery{provider: prov, hasUserInfo: extra.UserInfo != "" && checkEndpoint(extra.UserInfo) == nil, authStyle: p.authStyle(extra.AuthMethods)}
 	if extra.EndSession != "" && checkEndpoint(extra.EndSession) == nil {
 		d.endSession = extra.EndSession
 	}
