@@ -794,6 +794,10 @@ func (s *Service) resolve(ctx context.Context, token string, shared bool) (Resol
 		if !ok {
 			sess, mine = sess.Clone(), true
 			sess.State, sess.Device, sess.SecondFactorAt = store.StateSecondFactor, "", time.Time{}
+			// Half signed in now: no longer than any pending session.
+			if end := now.Add(s.cfg.PendingLifetime); sess.Expires.After(end) {
+				sess.Expires = end
+			}
 			// Replace, never create: a sign-out that ended the session
 			// meanwhile stays final.
 			if err := s.store.ReplaceSession(ctx, sess); errors.Is(err, store.ErrNotFound) {

@@ -96,6 +96,18 @@ func epochValue(v any, err error) (uint64, error) {
 // revokeDevices ends every trusted device of user (by bumping the epoch)
 // and forgets their records.
 func (s *Service) revokeDevices(ctx context.Context, user, why string) error {
+	// Under the device lock, so that a device being trusted meanwhile is
+	// either in the list read below or reads the new epoch. A lock that
+	// does not come does not hold the revocation up: the epoch ends every
+	// device, and a device left out of its list never skips the code.
+	if unlock, err := s.lockDevices(ctx, user); err == nil {
+		defer unlock()
+	} else {
+		var ue *UnavailableError
+		if !errors.As(err, &ue) {
+			return err
+		}
+	}
 	n, err := s.epoch(ctx, user)
 	if err != nil {
 		return err
@@ -124,6 +136,57 @@ func (s *Service) revokeDevices(ctx context.Context, user, why string) error {
 	return nil
 }
 
+// deviceLockTTL bounds how long a request that died holding a user's
+// device lock keeps the others waiting.
+const deviceLockTTL = 10 * time.Second
+
+func deviceLockKey(user string) string { return "devices-lock:" + user }
+
+// lockDevices takes the user's device lock, across requests and nodes: the
+// device list is read, changed and written back, and two such writes at
+// once would drop a device from the list (still trusted, never shown, not
+// revocable on its own). It waits at most maxHashWait; *UnavailableError
+// when the lock does not come or the store fails.
+func (s *Service) lockDevices(ctx context.Context, user string) (func(), error) {
+	var tok [16]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, err
+	}
+	key := deviceLockKey(user)
+	deadline := time.NewTimer(maxHashWait)
+	defer deadline.Stop()
+	delay := time.Millisecond
+	for {
+		_, created, err := s.store.PutIfAbsent(ctx, key, tok[:], deviceLockTTL, s.now())
+		if err != nil {
+			return nil, &UnavailableError{err}
+		}
+		if created {
+			return func() { s.unlockDevices(context.WithoutCancel(ctx), key, tok[:]) }, nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-deadline.C:
+			t.Stop()
+			return nil, &UnavailableError{errors.New("the device list of " + user + " stays locked")}
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &UnavailableError{ctx.Err()}
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
+// unlockDevices releases a lock taken by lockDevices; one that expired and
+// was taken by another request meanwhile is given back to it.
+func (s *Service) unlockDevices(ctx context.Context, key string, tok []byte) {
+	v, err := s.store.Take(ctx, key, s.now())
+	if err == nil && !hmac.Equal(v, tok) {
+		_, _, _ = s.store.PutIfAbsent(ctx, key, v, deviceLockTTL, s.now())
+	}
+}
+
 func (s *Service) deviceList(ctx context.Context, user string) ([]string, error) {
 	b, err := s.store.Get(ctx, deviceListKey(user), s.now())
 	if errors.Is(err, store.ErrNotFound) {
@@ -148,8 +211,14 @@ func (s *Service) saveDeviceList(ctx context.Context, user string, list []string
 }
 
 // trustDevice records this browser as trusted for the user and returns
-// the cookie value.
-func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base string) (string, *Device, error) {
+// the cookie value. sessionID is the session that just gave the second
+// factor ("" for none): if that session is gone once the device is
+// stored ("sign out everywhere", reset-2sv, an approved recovery ran
+// meanwhile, possibly on another node), the device goes too and the call
+// answers ErrNoSession, so that no cookie outlives the revocation. With
+// RevokeAll's second pass over the devices (after the sessions) this
+// leaves no order in which a device trusted by an ended session survives.
+func (s *Service) trustDevice(ctx context.Context, u *users.User, sessionID string, c Client, base string) (string, *Device, error) {
 	user := users.Canonical(u.Name)
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
@@ -159,6 +228,17 @@ func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base
 	if _, err := rand.Read(idb[:]); err != nil {
 		return "", nil, err
 	}
+	unlock, err := s.lockDevices(ctx, user)
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	// Read under the lock: a revocation either comes first (and this
+	// device has its new epoch) or lists this device and removes it.
 	ep, err := s.epoch(ctx, user)
 	if err != nil {
 		return "", nil, err
@@ -178,9 +258,32 @@ func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base
 	if err != nil {
 		return "", nil, err
 	}
-	if err := s.saveDeviceList(ctx, user, append(s.pruneDevices(ctx, list), h)); err != nil {
+	list = s.pruneDevices(ctx, list)
+	for len(list) >= maxTrustedDevices {
+		// The oldest (the list is in the order they were trusted) gives way.
+		if err := s.store.Delete(ctx, deviceKey(list[0])); err != nil {
+			return "", nil, &UnavailableError{err}
+		}
+		list = list[1:]
+		s.metrics.Device("revoked")
+		s.audit.Info("trusted device dropped", zap.String("user", user), zap.String("reason", "too many trusted devices"), zap.String("outcome", "success"))
+	}
+	if err := s.saveDeviceList(ctx, user, append(list, h)); err != nil {
 		return "", nil, err
 	}
+	if sessionID != "" {
+		if _, err := s.store.GetSession(ctx, sessionID, now); err != nil {
+			// The cookie is never handed out; the record goes too (a
+			// failure to delete it leaves a device nobody holds).
+			_ = s.store.Delete(ctx, deviceKey(h))
+			if errors.Is(err, store.ErrNotFound) {
+				return "", nil, ErrNoSession
+			}
+			return "", nil, &UnavailableError{err}
+		}
+	}
+	unlock()
+	unlock = nil
 	s.audit.Info("device trusted", zap.String("user", user), zap.String("device", d.ID), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
 	s.metrics.Device("created")
@@ -194,6 +297,10 @@ func (s *Service) trustDevice(ctx context.Context, u *users.User, c Client, base
 		"You chose \"Don't require a code on this browser\" on "+d.Label+" (from "+d.IP+") at "+now.UTC().Format("2 Jan 2006 15:04 UTC")+".\n\n"+revoke)
 	return tokenEncoding.EncodeToString(raw[:]), d, nil
 }
+
+// maxTrustedDevices bounds a user's trusted devices: trusting one more
+// ends the oldest (every trust, listing and revocation reads them all).
+const maxTrustedDevices = 50
 
 // pruneDevices drops list entries whose records are gone (expired).
 func (s *Service) pruneDevices(ctx context.Context, list []string) []string {
@@ -234,6 +341,14 @@ func (s *Service) checkDevice(ctx context.Context, u *users.User, cookie string)
 	}
 	if d.User != user || !s.now().Before(d.Expires) || d.Epoch != ep ||
 		!hmac.Equal([]byte(d.Credential), []byte(u.Credential)) {
+		return nil, "", nil
+	}
+	// Only a device the user is shown (and can revoke) skips the code.
+	list, err := s.deviceList(ctx, user)
+	if err != nil {
+		return nil, "", err
+	}
+	if !slices.Contains(list, h) {
 		return nil, "", nil
 	}
 	return &d, h, nil
@@ -316,6 +431,16 @@ func (s *Service) Devices(ctx context.Context, res *Resolved, cookie string) ([]
 // unknown id or someone else's device.
 func (s *Service) RevokeDevice(ctx context.Context, user, id string, c Client) error {
 	user = users.Canonical(user)
+	unlock, err := s.lockDevices(ctx, user)
+	if err != nil {
+		return err
+	}
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 	list, err := s.deviceList(ctx, user)
 	if err != nil {
 		return err
@@ -338,6 +463,8 @@ func (s *Service) RevokeDevice(ctx context.Context, user, id string, c Client) e
 		if err := s.saveDeviceList(ctx, user, slices.Delete(list, i, i+1)); err != nil {
 			return err
 		}
+		unlock()
+		locked = false
 		s.audit.Info("device revoked", zap.String("user", user), zap.String("device", id), zap.String("ip", c.ip()),
 			zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
 		s.metrics.Device("revoked")
@@ -360,6 +487,11 @@ func (s *Service) RevokeAll(ctx context.Context, user string, c Client) error {
 	n, err := s.store.DeleteUserSessions(ctx, user)
 	if err != nil {
 		return &UnavailableError{err}
+	}
+	// Again, after the sessions: a device that one of them trusted while
+	// the first pass ran is listed now (see trustDevice).
+	if err := s.revokeDevices(ctx, user, "sign out everywhere"); err != nil {
+		return err
 	}
 	s.audit.Info("signed out everywhere", zap.String("user", user), zap.Int("sessions", n), zap.String("ip", c.ip()),
 		zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"))
@@ -537,6 +669,10 @@ func (s *Service) resetTwoStep(ctx context.Context, user, operator string, tell 
 	n, err := s.store.DeleteUserSessions(ctx, user)
 	if err != nil {
 		return &UnavailableError{err}
+	}
+	// Again, after the sessions (see RevokeAll).
+	if err := s.revokeDevices(ctx, user, "reset-2sv"); err != nil {
+		return err
 	}
 	s.audit.Warn("two-step reset by operator", zap.String("user", user), zap.String("operator", operator),
 		zap.Int("sessions", n), zap.String("outcome", "success"))
