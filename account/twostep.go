@@ -144,6 +144,11 @@ type record struct {
 	PhoneLast4 string `json:"phone_last4,omitempty"`
 	// Backup holds the keyed hashes (hex) of unused backup codes.
 	Backup []string `json:"backup,omitempty"`
+	// BackupMadeOff: the backup codes were made while two-step was off,
+	// when the password alone was enough to make them. Turning two-step
+	// on discards them, so that they cannot stand in for the factor the
+	// user has just turned on.
+	BackupMadeOff bool `json:"backup_made_off,omitempty"`
 	// FilePhoneOff is the keyed hash (hex) of a users-file phone that a
 	// reset (reset-2sv, an approved recovery) removed: that number is no
 	// longer offered until the users file names another one.
@@ -432,6 +437,16 @@ type codeRecord struct {
 	// Target is the sealed destination for enrolment codes.
 	Target []byte `json:"target,omitempty"`
 	Method string `json:"method,omitempty"`
+	// Session is the id of the session the code was sent for: only that
+	// session may use it (ASVS 2.7.3). Another session's submission is
+	// refused and leaves the code as it was.
+	Session string `json:"session,omitempty"`
+}
+
+// ownsCode reports whether the code in rec was sent for the session
+// sessionID. A record without a session (or an empty id) is no one's.
+func ownsCode(rec *codeRecord, sessionID string) bool {
+	return sessionID != "" && rec.Session != "" && hmac.Equal([]byte(rec.Session), []byte(sessionID))
 }
 
 func codeKey(user, purpose string) string { return "code:" + purpose + ":" + user }
@@ -475,11 +490,12 @@ func (s *Service) CodePending(ctx context.Context, res *Resolved, channel string
 	if json.Unmarshal(b, &rec) != nil {
 		return false, nil
 	}
-	return rec.Channel == channel && now.Before(rec.Expires) && rec.Tries < maxCodeTries, nil
+	return ownsCode(&rec, res.Session.ID) && rec.Channel == channel && now.Before(rec.Expires) && rec.Tries < maxCodeTries, nil
 }
 
-// issueCode stores a fresh code for purpose and returns it.
-func (s *Service) issueCode(ctx context.Context, user, purpose, channel string, target []byte, method string) (string, error) {
+// issueCode stores a fresh code for purpose, for the session sessionID
+// only, and returns it. It replaces any earlier code for purpose.
+func (s *Service) issueCode(ctx context.Context, user, purpose, sessionID, channel string, target []byte, method string) (string, error) {
 	code, err := otp.NewCode(s.cfg.Code.Length)
 	if err != nil {
 		return "", err
@@ -488,6 +504,7 @@ func (s *Service) issueCode(ctx context.Context, user, purpose, channel string, 
 	rec := codeRecord{
 		Hash:    hex.EncodeToString(s.codes.Hash(purpose, user, code)),
 		Channel: channel, Expires: now.Add(s.cfg.Code.Lifetime), Target: target, Method: method,
+		Session: sessionID,
 	}
 	b, _ := json.Marshal(rec)
 	if err := s.store.Put(ctx, codeKey(user, purpose), b, s.cfg.Code.Lifetime, now); err != nil {
@@ -497,14 +514,30 @@ func (s *Service) issueCode(ctx context.Context, user, purpose, channel string, 
 }
 
 // checkCode consumes the code for purpose atomically: of concurrent
-// submissions exactly one can succeed. A wrong code is put back with one
-// try fewer, until maxCodeTries. With channel set, only a code sent on
-// that channel matches (a text's code is not a call's).
-func (s *Service) checkCode(ctx context.Context, user, purpose, channel, code string) (*codeRecord, error) {
+// submissions exactly one can succeed. Only the session the code was sent
+// for (sessionID) may use it: another session's submission is refused and
+// leaves the code untouched. A wrong code is put back with one try fewer,
+// until maxCodeTries, unless a new code was issued meanwhile (a resend
+// always wins over the code it replaced). With channel set, only a code
+// sent on that channel matches (a text's code is not a call's).
+func (s *Service) checkCode(ctx context.Context, user, purpose, sessionID, channel, code string) (*codeRecord, error) {
 	norm, ok := otp.NormalizeCode(code, s.cfg.Code.Length)
 	now := s.now()
 	key := codeKey(user, purpose)
-	b, err := s.store.Take(ctx, key, now)
+	// Look before taking: a code of another session is not this one's to
+	// take, try or burn.
+	b, err := s.store.Get(ctx, key, now)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrInvalidCode
+	}
+	if err != nil {
+		return nil, &UnavailableError{err}
+	}
+	var peek codeRecord
+	if err := json.Unmarshal(b, &peek); err != nil || !ownsCode(&peek, sessionID) {
+		return nil, ErrInvalidCode
+	}
+	b, err = s.store.Take(ctx, key, now)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrInvalidCode
 	}
@@ -515,6 +548,23 @@ func (s *Service) checkCode(ctx context.Context, user, purpose, channel, code st
 	if err := json.Unmarshal(b, &rec); err != nil || !now.Before(rec.Expires) {
 		return nil, ErrInvalidCode
 	}
+	if !ownsCode(&rec, sessionID) {
+		// Another session's code replaced the one looked at: it goes back
+		// as it was, unless a newer one is there already.
+		if _, _, err := s.store.PutIfAbsent(ctx, key, b, rec.Expires.Sub(now), now); err != nil {
+			return nil, &UnavailableError{err}
+		}
+		return nil, ErrInvalidCode
+	}
+	if rec.Tries >= maxCodeTries {
+		// The code died of wrong tries (SPEC §4: 429 "too many code
+		// tries"); it stays dead, the right code included, until a new
+		// one is sent or it expires.
+		if _, _, err := s.store.PutIfAbsent(ctx, key, b, rec.Expires.Sub(now), now); err != nil {
+			return nil, &UnavailableError{err}
+		}
+		return nil, &RateLimitedError{RetryAfter: time.Second, tooManyTries: true}
+	}
 	want, err := hex.DecodeString(rec.Hash)
 	if err != nil {
 		return nil, ErrInvalidCode
@@ -522,12 +572,13 @@ func (s *Service) checkCode(ctx context.Context, user, purpose, channel, code st
 	if ok && s.codes.Equal(want, purpose, user, norm) && (channel == "" || rec.Channel == channel) {
 		return &rec, nil
 	}
+	// A wrong code, the fifth included, is invalid_code; the tries after
+	// the fifth are refused above.
 	rec.Tries++
-	if rec.Tries >= maxCodeTries {
-		return nil, &RateLimitedError{RetryAfter: time.Second, tooManyTries: true}
-	}
 	nb, _ := json.Marshal(rec)
-	if err := s.store.Put(ctx, key, nb, rec.Expires.Sub(now), now); err != nil {
+	// Put back only where no new code was stored meanwhile: writing over
+	// a resend would bring the replaced code back and kill the new one.
+	if _, _, err := s.store.PutIfAbsent(ctx, key, nb, rec.Expires.Sub(now), now); err != nil {
 		return nil, &UnavailableError{err}
 	}
 	return nil, ErrInvalidCode
@@ -638,7 +689,7 @@ func (s *Service) SendCode(ctx context.Context, res *Resolved, method string, c 
 	if err := s.throttleSend(ctx, user, "login", method); err != nil {
 		return nil, err
 	}
-	code, err := s.issueCode(ctx, user, "login", method, nil, "")
+	code, err := s.issueCode(ctx, user, "login", res.Session.ID, method, nil, "")
 	if err != nil {
 		return nil, err
 	}
@@ -658,8 +709,10 @@ func without(list []string, drop string) []string {
 	return out
 }
 
-// verifyFactor checks a code for one of the user's methods, consuming it.
-func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, method, code string) error {
+// verifyFactor checks a code for one of the user's methods, consuming it;
+// sessionID is the session giving it (a sent code is only its session's).
+// r is the record as read in the user's turn.
+func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, sessionID, method, code string) error {
 	user := users.Canonical(u.Name)
 	switch method {
 	case MethodTOTP:
@@ -675,19 +728,24 @@ func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, me
 			return ErrInvalidCode
 		}
 		// Record the step before the session is issued: of concurrent
-		// submissions of one code only one creates the marker.
-		ttl := time.Duration(2*s.cfg.TOTP.Skew+2) * 30 * time.Second
+		// submissions of one code only one creates the marker. The earlier
+		// steps any node may still accept (down to step-2*skew: a node
+		// whose record was read before this one is saved) are marked
+		// first, so that once this step is accepted no earlier one can be,
+		// on any node (RFC 6238 §5.2).
+		skew := int64(s.cfg.TOTP.Skew)
+		ttl := time.Duration(2*skew+2) * 30 * time.Second
+		for st := step - 2*skew; st < step; st++ {
+			if _, _, err := s.store.PutIfAbsent(ctx, "totp-step:"+user+":"+strconv.FormatInt(st, 10), []byte{1}, ttl, s.now()); err != nil {
+				return &UnavailableError{err}
+			}
+		}
 		_, created, err := s.store.PutIfAbsent(ctx, "totp-step:"+user+":"+strconv.FormatInt(step, 10), []byte{1}, ttl, s.now())
 		if err != nil {
 			return &UnavailableError{err}
 		}
 		if !created {
 			return ErrInvalidCode
-		}
-		for st := step - int64(s.cfg.TOTP.Skew); st < step; st++ {
-			if _, _, err := s.store.PutIfAbsent(ctx, "totp-step:"+user+":"+strconv.FormatInt(st, 10), []byte{1}, ttl, s.now()); err != nil {
-				return &UnavailableError{err}
-			}
 		}
 		fresh, err := s.loadRecord(ctx, user)
 		if err != nil {
@@ -701,7 +759,7 @@ func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, me
 		}
 		return nil
 	case MethodSMS, MethodVoice, MethodEmail:
-		_, err := s.checkCode(ctx, user, "login", method, code)
+		_, err := s.checkCode(ctx, user, "login", sessionID, method, code)
 		return err
 	case MethodBackup:
 		norm, ok := otp.NormalizeBackupCode(code)
@@ -709,6 +767,11 @@ func (s *Service) verifyFactor(ctx context.Context, u *users.User, r *record, me
 			return ErrInvalidCode
 		}
 		h := hex.EncodeToString(s.codes.Hash("backup", user, norm))
+		// Only a code of the current set counts: one left stored by a
+		// regeneration that lost a race (or an interrupted one) is dead.
+		if !slices.Contains(r.Backup, h) {
+			return ErrInvalidCode
+		}
 		// Each code is its own key: taking it is the atomic single use.
 		if _, err := s.store.Take(ctx, "backup:"+user+":"+h, s.now()); errors.Is(err, store.ErrNotFound) {
 			return ErrInvalidCode
@@ -766,7 +829,7 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	if !slices.Contains(s.methodsOf(res.User, r), method) {
 		return nil, ErrNoMethod
 	}
-	if err := s.verifyFactor(ctx, res.User, r, method, code); err != nil {
+	if err := s.verifyFactor(ctx, res.User, r, res.Session.ID, method, code); err != nil {
 		if (errors.Is(err, ErrInvalidCode) || isTooManyTries(err)) && s.justVerified(ctx, res.Session.ID) {
 			// The same session passed a moment ago (a double-submitted
 			// form): not a failure, and the page can go on.
@@ -831,7 +894,7 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	}
 	out := &VerifyResult{Token: token, Session: &next, BackupLeft: len(fresh.Backup)}
 	if trust {
-		if out.DeviceToken, out.Device, err = s.trustDevice(ctx, res.User, c, c.Base); err != nil {
+		if out.DeviceToken, out.Device, err = s.trustDevice(ctx, res.User, next.ID, c, c.Base); err != nil {
 			return nil, err
 		}
 	}
@@ -1094,7 +1157,7 @@ func (s *Service) SetPhone(ctx context.Context, res *Resolved, phone, method str
 	if err != nil {
 		return nil, err
 	}
-	code, err := s.issueCode(ctx, user, phonePurpose(res.Session.ID), method, sealed, method)
+	code, err := s.issueCode(ctx, user, phonePurpose(res.Session.ID), res.Session.ID, method, sealed, method)
 	if err != nil {
 		return nil, err
 	}
@@ -1117,7 +1180,7 @@ func (s *Service) ConfirmPhone(ctx context.Context, res *Resolved, code string, 
 		return nil, err
 	}
 	defer unlock()
-	rec, err := s.checkCode(ctx, user, phonePurpose(res.Session.ID), "", code)
+	rec, err := s.checkCode(ctx, user, phonePurpose(res.Session.ID), res.Session.ID, "", code)
 	if err != nil {
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
 			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
@@ -1170,6 +1233,7 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, wasO
 			return nil, err
 		}
 		out.BackupCodes = codes
+		r.BackupMadeOff = false
 	}
 	if err := s.saveRecord(ctx, user, r); err != nil {
 		return nil, err
@@ -1278,14 +1342,24 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, res *Resolved, pass
 		return nil, err
 	}
 	user := res.Session.User
+	// In the user's turn (see userGate), reading the record afresh: two
+	// regenerations at once must not both replace the same old set, or
+	// the one saved first would leave its codes stored and unlisted.
+	unlock, err := s.gate.lock(ctx, user, maxHashWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	r, err := s.loadRecord(ctx, user)
 	if err != nil {
 		return nil, err
 	}
+	on := s.enabled(res.User, r)
 	codes, err := s.newBackupCodes(ctx, user, r)
 	if err != nil {
 		return nil, err
 	}
+	r.BackupMadeOff = !on
 	if err := s.saveRecord(ctx, user, r); err != nil {
 		return nil, err
 	}
@@ -1348,6 +1422,35 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		if r.Enabled || s.cfg.TwoStepRequired {
 			return nil
 		}
+		// In the user's turn, on the record as it is now: a stale copy
+		// saved over a concurrent change (new backup codes, say) would
+		// undo it.
+		unlock, err := s.gate.lock(ctx, user, maxHashWait)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if r, err = s.loadRecord(ctx, user); err != nil {
+			return err
+		}
+		if !s.hasConfirmedMethod(res.User, r) {
+			return ErrConflict
+		}
+		if r.Enabled {
+			return nil
+		}
+		// Backup codes made while two-step was off needed only the
+		// password: they do not carry over into two-step on.
+		dropped := r.BackupMadeOff && len(r.Backup) > 0
+		if r.BackupMadeOff {
+			for _, h := range r.Backup {
+				if err := s.store.Delete(ctx, "backup:"+user+":"+h); err != nil {
+					return &UnavailableError{err}
+				}
+			}
+			r.Backup = nil
+			r.BackupMadeOff = false
+		}
 		r.Enabled = true
 		if err := s.saveRecord(ctx, user, r); err != nil {
 			return err
@@ -1355,8 +1458,12 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		if err := s.endOtherSessions(ctx, user, res.Session.ID, "two-step turned on"); err != nil {
 			return err
 		}
-		s.audit.Info("two-step turned on", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))
-		s.mail(ctx, res.User, "Two-step verification is on", "Two-step verification is now on for your account.")
+		s.audit.Info("two-step turned on", zap.String("user", user), zap.String("ip", c.ip()), zap.Bool("backup_codes_dropped", dropped), zap.String("outcome", "success"))
+		body := "Two-step verification is now on for your account."
+		if dropped {
+			body += " Backup codes made while it was off no longer work: make new ones under Login & security."
+		}
+		s.mail(ctx, res.User, "Two-step verification is on", body)
 		return nil
 	}
 	if s.cfg.TwoStepRequired {
@@ -1388,7 +1495,7 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 	if !s.enabled(res.User, r) {
 		return nil
 	}
-	if err := s.anyFactor(ctx, res.User, r, code); err != nil {
+	if err := s.anyFactor(ctx, res.User, r, res.Session.ID, code); err != nil {
 		if errors.Is(err, ErrInvalidCode) || isTooManyTries(err) {
 			if ferr := s.factorFailed(ctx, user, c); ferr != nil {
 				return ferr
@@ -1414,20 +1521,30 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 }
 
 // anyFactor accepts a current code of any of the user's methods: an
-// authenticator code, an outstanding sms/voice/email code, or a backup code.
-func (s *Service) anyFactor(ctx context.Context, u *users.User, r *record, code string) error {
+// authenticator code, an sms/voice/email code sent for this session
+// (sessionID) on a channel that is still one of the user's methods, or a
+// backup code.
+func (s *Service) anyFactor(ctx context.Context, u *users.User, r *record, sessionID, code string) error {
 	if len(r.TOTP) > 0 {
-		if err := s.verifyFactor(ctx, u, r, MethodTOTP, code); err == nil || !errors.Is(err, ErrInvalidCode) {
+		if err := s.verifyFactor(ctx, u, r, sessionID, MethodTOTP, code); err == nil || !errors.Is(err, ErrInvalidCode) {
 			return err
 		}
 	}
 	if _, ok := otp.NormalizeCode(code, s.cfg.Code.Length); ok {
-		if err := s.verifyFactor(ctx, u, r, MethodSMS, code); err == nil || !errors.Is(err, ErrInvalidCode) {
+		rec, err := s.checkCode(ctx, users.Canonical(u.Name), "login", sessionID, "", code)
+		if err == nil {
+			if (rec.Channel == MethodSMS || rec.Channel == MethodVoice || rec.Channel == MethodEmail) &&
+				slices.Contains(s.methodsOf(u, r), rec.Channel) {
+				return nil
+			}
+			return ErrInvalidCode
+		}
+		if !errors.Is(err, ErrInvalidCode) {
 			return err
 		}
 	}
 	if len(r.Backup) > 0 {
-		return s.verifyFactor(ctx, u, r, MethodBackup, code)
+		return s.verifyFactor(ctx, u, r, sessionID, MethodBackup, code)
 	}
 	return ErrInvalidCode
 }

@@ -176,17 +176,20 @@ func TestCodeTriesAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	code := e.voice.last(t).Code
+	// Five wrong tries are each invalid_code; then the code is dead: any
+	// try, the right code included, is "too many code tries" (429).
 	for i := 1; i <= 5; i++ {
-		_, err := e.svc.VerifyCode(ctx, res, MethodVoice, "111111", false, ip1)
-		if i < 5 && !errors.Is(err, ErrInvalidCode) {
-			t.Fatalf("try %d: %v", i, err)
-		}
-		if i == 5 && !isTooManyTries(err) {
-			t.Fatalf("fifth wrong try: %v", err)
+		if _, err := e.svc.VerifyCode(ctx, res, MethodVoice, "111111", false, ip1); !errors.Is(err, ErrInvalidCode) {
+			t.Fatalf("wrong try %d: %v, want ErrInvalidCode", i, err)
 		}
 	}
-	if _, err := e.svc.VerifyCode(ctx, res, MethodVoice, code, false, ip1); !errors.Is(err, ErrInvalidCode) {
-		t.Fatalf("the right code after 5 wrong tries: %v", err)
+	for _, try := range []string{code, "111111"} {
+		if _, err := e.svc.VerifyCode(ctx, res, MethodVoice, try, false, ip1); !isTooManyTries(err) {
+			t.Fatalf("a try after 5 wrong ones: %v, want too many tries", err)
+		}
+	}
+	if p, _ := e.svc.CodePending(ctx, res, MethodVoice); p {
+		t.Fatal("a code dead of wrong tries reads as pending")
 	}
 
 	e.clock.add(time.Minute)
