@@ -1259,6 +1259,11 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, wasO
 	next.ID = id
 	next.LastSeen = now
 	if !wasOn {
+		if st := res.Session.State; st == store.StateEnrollment || st == store.StateSecondFactor {
+			// Signed in now: the pending session's short lifetime gives
+			// way to the full one (as after a code, in VerifyCode).
+			next.Expires = next.Created.Add(s.cfg.SessionLifetime)
+		}
 		next.State = store.StateTwoFactor
 		next.SecondFactorAt = now
 		next.Device = ""

@@ -492,6 +492,11 @@ func TestTwoStepRequired(t *testing.T) {
 	if res.Session.State != store.StateTwoFactor {
 		t.Fatalf("after enrolment: %v", res.Session.State)
 	}
+	// Signed in now: the session lasts a session lifetime, not the
+	// enrolment's pending one (it signed the user out after 15 minutes).
+	if want := res.Session.Created.Add(e.svc.cfg.SessionLifetime); !res.Session.Expires.Equal(want) {
+		t.Fatalf("after enrolment the session expires at %v, want %v (created + lifetime)", res.Session.Expires, want)
+	}
 	if err := e.svc.SetTwoStep(ctx, res, false, "alice-password", "x", ip1); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("turning off under two_step required: %v", err)
 	}
