@@ -609,7 +609,20 @@ func (s *Service) viewRecord(ctx context.Context, prefix, name string, decode fu
 // trusted devices and sessions ended, the second-factor lock cleared. A
 // phone number in the users file stays: remove it there too if it is lost.
 func (s *Service) ResetTwoStep(ctx context.Context, user, operator string) error {
-	if err := s.resetTwoStep(ctx, user, operator, true); err != nil {
+	// In the user's turn, like every sign-in step that reads and saves the
+	// two-step record: one that read it before could otherwise save it
+	// back over the reset (an old TOTP secret returning). The turn is this
+	// process's. (An approved recovery resets under the request's lock,
+	// which a sign-in takes in its turn to cancel open requests, so it
+	// cannot wait for the turn as well; a sign-in that passes a factor
+	// cancels the request anyway.)
+	unlock, err := s.gate.lock(ctx, users.Canonical(user), maxHashWait)
+	if err != nil {
+		return err
+	}
+	err = s.resetTwoStep(ctx, user, operator, true)
+	unlock()
+	if err != nil {
 		return err
 	}
 	// The operator's reset also frees the user name's bindings to

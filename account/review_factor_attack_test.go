@@ -326,3 +326,29 @@ func TestReviewBackupCodesMintedWhileOffDieWhenTurnedOn(t *testing.T) {
 		t.Fatal("a backup code made while two-step was off passed the second factor after bob turned it on")
 	}
 }
+
+// reset-2sv (and an approved recovery) rewrites the user's two-step record:
+// it takes the user's turn like every sign-in step, so that a TOTP or
+// backup-code sign-in that read the record before cannot save it back
+// over the reset (bringing the old secret back).
+func TestResetTwoStepTakesTheUsersTurn(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	unlock, err := e.svc.gate.lock(ctx, "bob", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := e.svc.ResetTwoStep(short, "bob", "root"); err == nil {
+		t.Fatal("reset-2sv ran while a sign-in step of bob held his turn")
+	}
+	if r, err := e.svc.loadRecord(ctx, "bob"); err != nil || r.Phone == nil {
+		t.Fatalf("bob's record after a refused reset: %+v, %v; want it whole", r, err)
+	}
+	unlock()
+	if err := e.svc.ResetTwoStep(ctx, "bob", "root"); err != nil {
+		t.Fatal(err)
+	}
+}
