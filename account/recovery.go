@@ -480,12 +480,39 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	}
 	s.audit.Info("recovery requested", zap.String("user", user), zap.String("request", r.ID), zap.String("document_type", docType),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "pending"))
-	s.mailRecovery(ctx, r, "We received your account recovery request",
-		"We received your request to recover your account with a "+strings.ToLower(DocumentTypes[docType])+". "+
-			"A person will check it; this takes "+s.cfg.Recovery.Expected+". We will email you when it is decided.\n\n"+
-			"If it is approved, two-step verification will be turned off"+s.afterApprovalText()+".\n\n"+
-			"If you did not ask for this, sign in with your code and the request is cancelled at once; then change your password.")
+	s.tellFiled(ctx, r, c.Base)
 	return r, nil
+}
+
+// tellFiled tells the account, on every channel it has (THREATS REQ-72),
+// that a recovery was filed, with a "this wasn't me" link that stops it
+// (base is the site's, "" for none: then only a sign-in with a code
+// does). Someone who knows the password may be filing while the owner
+// still has their phone.
+func (s *Service) tellFiled(ctx context.Context, r *Recovery, base string) {
+	stop := "If you did not ask for this, sign in with your code and the request is cancelled at once; then change your password."
+	if base != "" {
+		stop = "If you did not ask for this, stop it now: " + s.RecoveryCancelURL(base, r.ID) +
+			"\n\n(Signing in with your code cancels it too.) Then change your password."
+	}
+	s.mailRecovery(ctx, r, "We received your account recovery request",
+		"We received your request to recover your account with a "+strings.ToLower(DocumentTypes[r.DocumentType])+". "+
+			"A person will check it; this takes "+s.cfg.Recovery.Expected+". We will email you when it is decided.\n\n"+
+			"If it is approved, two-step verification will be turned off"+s.afterApprovalText()+".\n\n"+stop)
+	u, ok := s.recoveryContact(ctx, r)
+	if !ok || s.senders.SMS == nil {
+		return
+	}
+	if phone := s.accountPhone(ctx, r); phone != "" {
+		text := s.cfg.SiteName + ": someone asked to recover your account and turn off two-step verification. Not you? Sign in with a code to stop it"
+		if base != "" && u.Email != "" && s.senders.Email != nil {
+			text += ", or open the link in the email we sent"
+		}
+		text += "."
+		if err := s.senders.SMS.Send(ctx, notify.Message{Channel: notify.ChannelSMS, To: phone, User: u.Name, Body: text}); err != nil {
+			s.log.Warn("recovery SMS notice not sent", zap.String("user", r.User), zap.Error(err))
+		}
+	}
 }
 
 // dropRecovery deletes a request that nothing names (no marker, index or

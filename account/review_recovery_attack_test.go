@@ -385,3 +385,33 @@ func TestRecoveryApprovalOfFormerReviewerDoesNotCount(t *testing.T) {
 		t.Fatalf("bob after one current reviewer's approval: %v", st)
 	}
 }
+
+// THREATS REQ-72: a filing is told at once on every channel of the
+// account, with a one-click "this wasn't me" link: an attacker who knows
+// the password files while the owner still has their phone, and the owner
+// must be able to stop it without waiting for a decision.
+func TestRecoveryFilingToldOnEveryChannelWithCancelLink(t *testing.T) {
+	e, _, _ := recoveryEnv(t, nil)
+	ctx := context.Background()
+	alice := e.signIn(t, "alice", "alice-password") // half signed in: she has a phone
+	c := ip2
+	c.Base = "https://app.example.com"
+	r, err := e.svc.RequestRecovery(ctx, alice, "passport", bytes.NewReader(pngBytes(t)), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := e.svc.RecoveryCancelURL(c.Base, r.ID)
+	if m := e.mail.last(t); m.To != "alice@example.com" || !strings.Contains(m.Body, link) {
+		t.Fatalf("the filing email %+v, want the cancel link %s", m, link)
+	}
+	if m := e.sms.last(t); m.To != "+15557654321" || !strings.Contains(m.Body, "recover your account") || !strings.Contains(m.Body, "email") {
+		t.Fatalf("last SMS %+v, want the filing notice to alice's phone, pointing to the email's link", m)
+	}
+	// The link stops the pending request.
+	if err := e.svc.CancelRecoveryLink(ctx, r.ID, strings.SplitN(link, "&sig=", 2)[1]); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.svc.loadRecovery(ctx, r.ID); got.Status != RecoveryCancelled {
+		t.Fatalf("after the link: %q, want cancelled", got.Status)
+	}
+}
