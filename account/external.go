@@ -214,6 +214,13 @@ func (s *Service) SignInExternal(ctx context.Context, id ExternalIdentity, c Cli
 	if err := s.settleOneFactor(ctx, u, sess); err != nil {
 		return nil, err
 	}
+	if mfa && sess.State == store.StateTwoFactor && sess.Device == "" {
+		// The provider's MFA is the second factor here: whoever passed it
+		// still has it and needs no recovery (SPEC §4), as after a code.
+		if err := s.cancelOpenRecovery(ctx, name, "you signed in with your identity provider's two-step verification"); err != nil {
+			return nil, err
+		}
+	}
 	s.metrics.SignIn("oidc", "success")
 	s.audit.Info("signed in", zap.String("user", name), zap.String("provider", id.Provider), zap.Bool("provider_mfa", mfa),
 		zap.String("ip", c.ip()), zap.String("user_agent", c.UserAgent), zap.String("outcome", "success"), zap.String("level", sess.State.String()))

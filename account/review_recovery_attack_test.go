@@ -415,3 +415,44 @@ func TestRecoveryFilingToldOnEveryChannelWithCancelLink(t *testing.T) {
 		t.Fatalf("after the link: %q, want cancelled", got.Status)
 	}
 }
+
+// SPEC §4: "A sign-in that passes a second factor while a request is open
+// cancels it". With trust_idp_mfa the provider's MFA is that second factor:
+// the owner who still has it signs in there, and the request someone filed
+// with their password stops.
+func TestRecoveryCancelledByTrustedProviderMFA(t *testing.T) {
+	e, _, _ := recoveryEnv(t, nil)
+	ctx := context.Background()
+	e.svc.cfg.Providers = []string{"idp"}
+	// bob binds his provider account once, with a code of his.
+	out, err := e.svc.SignInExternal(ctx, ExternalIdentity{Provider: "idp", Subject: "sub-bob", Username: "bob"}, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, err := e.svc.Resolve(ctx, out.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, false, ip1); err != nil {
+		t.Fatal(err)
+	}
+	// Someone with bob's password files.
+	r, err := e.svc.RequestRecovery(ctx, e.signIn(t, "bob", "bob-password"), "passport", bytes.NewReader(pngBytes(t)), ip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bob signs in at the provider with its (trusted) MFA.
+	out, err = e.svc.SignInExternal(ctx, ExternalIdentity{Provider: "idp", Subject: "sub-bob", Username: "bob", MFA: true, AuthTime: e.clock.now()}, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Session.State != store.StateTwoFactor {
+		t.Fatalf("bob with the provider's MFA: %v, want two_factor", out.Session.State)
+	}
+	if got, _ := e.svc.loadRecovery(ctx, r.ID); got.Status != RecoveryCancelled {
+		t.Fatalf("the open request after bob's sign-in with the provider's MFA: %q, want cancelled", got.Status)
+	}
+}
