@@ -85,8 +85,10 @@ type Session struct {
 	// Credential is a short fingerprint of the user's password hash when the
 	// session was issued: a password change in the users file ends it.
 	Credential string `json:"credential,omitempty"`
-	// Epoch is the user's security epoch when the session was issued; bumping
-	// the epoch ends every older session.
+	// Epoch is stored with the session and returned as it was; the store
+	// gives it no meaning. (Sessions end by deletion: sign out everywhere,
+	// reset-2sv and recovery delete them, a password change or disabled
+	// user ends them through Credential.)
 	Epoch uint64 `json:"epoch"`
 	// Pending carries flow state for a half-signed-in session (e.g. the
 	// return URL); opaque to the store.
