@@ -418,12 +418,18 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 		s.metrics.SignIn("password", "failure")
 		return nil, ErrInvalidCredentials
 	}
-	// Another node may have banned the user while this hash ran.
-	if until, err := s.bannedUntil(ctx, userKey, now); err != nil {
-		return nil, &UnavailableError{err}
-	} else if !until.IsZero() {
-		s.metrics.SignIn("password", "banned")
-		return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
+	// The user (on another node) or the address (by guesses for other
+	// users, which run beside this one) may have been banned while this
+	// hash ran: a right guess among a burst of them still stops there.
+	for _, k := range [...]string{userKey, ipKey} {
+		if until, err := s.bannedUntil(ctx, k, now); err != nil {
+			return nil, &UnavailableError{err}
+		} else if !until.IsZero() {
+			s.audit.Info("sign-in refused", who, zap.String("ip", c.ip()),
+				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
+			s.metrics.SignIn("password", "banned")
+			return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
+		}
 	}
 	if err := s.store.Delete(ctx, "fail:"+userKey); err != nil {
 		return nil, &UnavailableError{err}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -255,5 +256,30 @@ func TestReviewDeviceTrustedRacingRevokeAllDies(t *testing.T) {
 	}
 	if list, err := e.svc.UserDevices(ctx, "bob"); err != nil || len(list) != 0 {
 		t.Fatalf("devices left after sign-out-everywhere: %+v %v", list, err)
+	}
+}
+
+// Password spraying from one address: many sign-ins for different users
+// run at once (each user's gate is its own), all pass the address's ban
+// check before any failure is counted, and the ban that the failures then
+// set came too late for the ones still hashing: a right guess among them
+// signed in. The address's ban is looked at again after the hash, as the
+// user's is.
+func TestReviewAddressBanSetDuringTheHashRefusesTheSignIn(t *testing.T) {
+	e, hs := hookedTSEnv(t)
+	st := hs.Store
+	ctx := context.Background()
+	banKey := "ban:reg:ip:" + ip1.network()
+	hs.afterRead(banKey, func() {
+		// The other guesses from this address failed meanwhile and banned it.
+		until := e.clock.now().Add(15 * time.Minute)
+		if err := st.Put(ctx, banKey, []byte(strconv.FormatInt(until.UnixNano(), 10)), 15*time.Minute, e.clock.now()); err != nil {
+			t.Error(err)
+		}
+	})
+	res, err := e.svc.SignIn(ctx, "bob", "bob-password", ip1)
+	var rl *RateLimitedError
+	if !errors.As(err, &rl) {
+		t.Fatalf("sign-in whose address was banned while its hash ran: %+v, %v; want the ban (429)", res, err)
 	}
 }
