@@ -922,7 +922,11 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 			return ErrForbidden
 		}
 		now := s.now()
-		if r.Status != RecoveryPending {
+		// An approval waiting out its cooling-off may still be denied (a
+		// reviewer who spots the forgery stops it); nothing else that was
+		// decided changes.
+		stopping := decision == "deny" && r.Status == RecoveryApproved && !r.Applied
+		if r.Status != RecoveryPending && !stopping {
 			return ErrAlreadyDecided
 		}
 		if s.cfg.Recovery.Expiry > 0 && now.Sub(r.Created) >= s.cfg.Recovery.Expiry {

@@ -456,3 +456,46 @@ func TestRecoveryCancelledByTrustedProviderMFA(t *testing.T) {
 		t.Fatalf("the open request after bob's sign-in with the provider's MFA: %q, want cancelled", got.Status)
 	}
 }
+
+// An approval waiting out its cooling-off can still be stopped by a
+// reviewer who spots the forgery (another reviewer, or the operator): a
+// denial then ends it, and two-step stays on. An approval already applied
+// cannot be denied.
+func TestRecoveryApprovalDeniedDuringCoolingOff(t *testing.T) {
+	e, bob, alice := recoveryEnv(t, func(rc *RecoveryConfig) { rc.CoolingOff = time.Hour })
+	ctx := context.Background()
+	r, err := e.svc.RequestRecovery(ctx, bob, "passport", bytes.NewReader(pngBytes(t)), ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Decide(ctx, alice, r.ID, "approve", "", ip1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.DecideAsOperator(ctx, "root", r.ID, "deny", "the photo is of another person")
+	if err != nil || got.Status != RecoveryDenied {
+		t.Fatalf("denial during the cooling-off: %+v, %v; want denied", got, err)
+	}
+	e.clock.add(2 * time.Hour)
+	if err := e.svc.SweepRecovery(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.signIn(t, "bob", "bob-password"); s.Session.State != store.StateSecondFactor {
+		t.Fatalf("after a denied approval's cooling-off: %v, want two-step still on", s.Session.State)
+	}
+	// Applied approvals are final.
+	half := e.signIn(t, "bob", "bob-password")
+	r2, err := e.svc.RequestRecovery(ctx, half, "passport", bytes.NewReader(pngBytes(t)), ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Decide(ctx, alice, r2.ID, "approve", "", ip1); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(61 * time.Minute)
+	if err := e.svc.SweepRecovery(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.DecideAsOperator(ctx, "root", r2.ID, "deny", "too late"); !errors.Is(err, ErrAlreadyDecided) {
+		t.Fatalf("denying an applied approval: %v, want ErrAlreadyDecided", err)
+	}
+}
