@@ -943,7 +943,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 			// disabled or gone (who may approve again if they come back).
 			r.Approvals = slices.DeleteFunc(r.Approvals, func(a string) bool { return !s.stillReviewer(ctx, a) })
 			r.Approvals = append(r.Approvals, reviewer)
-			if len(r.Approvals) >= s.cfg.Recovery.Approvals {
+			if len(r.Approvals) >= s.approvalsFor(ctx, r) {
 				r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
 				r.EffectiveAt = now.Add(s.cfg.Recovery.CoolingOff)
 			}
@@ -984,6 +984,17 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 		return nil, applyErr
 	}
 	return r, nil
+}
+
+// approvalsFor is how many approvals r needs: `approvals`, and at least
+// two for an account that reviews itself (THREATS §4.6: four eyes for
+// privileged accounts, whose new owner would decide others' recoveries).
+func (s *Service) approvalsFor(ctx context.Context, r *Recovery) int {
+	n := s.cfg.Recovery.Approvals
+	if n < 2 && s.stillReviewer(ctx, r.User) {
+		n = 2
+	}
+	return n
 }
 
 // stillReviewer reports whether the reviewer who recorded an approval may

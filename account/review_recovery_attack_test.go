@@ -499,3 +499,28 @@ func TestRecoveryApprovalDeniedDuringCoolingOff(t *testing.T) {
 		t.Fatalf("denying an applied approval: %v, want ErrAlreadyDecided", err)
 	}
 }
+
+// THREATS §4.6 (four-eyes for privileged accounts; the MGM help-desk
+// reset): with `approvals 1`, one reviewer's word recovered another
+// reviewer's account, whose new owner then reviews too. A request for a
+// member of review_group needs two approvals whatever `approvals` says.
+func TestRecoveryOfAReviewerNeedsTwoApprovals(t *testing.T) {
+	e, _, _ := recoveryEnv(t, nil) // approvals 1; alice reviews
+	ctx := context.Background()
+	half := e.signIn(t, "alice", "alice-password") // alice has a phone: half signed in
+	r, err := e.svc.RequestRecovery(ctx, half, "passport", bytes.NewReader(pngBytes(t)), ip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.DecideAsOperator(ctx, "root", r.ID, "approve", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != RecoveryPending {
+		t.Fatalf("a reviewer's request after one approval: %q, want still pending", got.Status)
+	}
+	got, err = e.svc.DecideAsOperator(ctx, "second-operator", r.ID, "approve", "")
+	if err != nil || got.Status != RecoveryApproved {
+		t.Fatalf("after a second approval: %+v, %v; want approved", got, err)
+	}
+}
