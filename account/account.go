@@ -379,15 +379,8 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	}
 	defer unlock()
 	// A ban answers the same whatever the password: check it first.
-	for _, k := range [...]string{userKey, ipKey} {
-		if until, err := s.bannedUntil(ctx, k, now); err != nil {
-			return nil, &UnavailableError{err}
-		} else if !until.IsZero() {
-			s.audit.Info("sign-in refused", who, zap.String("ip", c.ip()),
-				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
-			s.metrics.SignIn("password", "banned")
-			return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
-		}
+	if err := s.refuseBanned(ctx, now, who, c, userKey, ipKey); err != nil {
+		return nil, err
 	}
 
 	hashToCheck := db.DummyHash()
@@ -421,15 +414,8 @@ func (s *Service) SignIn(ctx context.Context, username, password string, c Clien
 	// The user (on another node) or the address (by guesses for other
 	// users, which run beside this one) may have been banned while this
 	// hash ran: a right guess among a burst of them still stops there.
-	for _, k := range [...]string{userKey, ipKey} {
-		if until, err := s.bannedUntil(ctx, k, now); err != nil {
-			return nil, &UnavailableError{err}
-		} else if !until.IsZero() {
-			s.audit.Info("sign-in refused", who, zap.String("ip", c.ip()),
-				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
-			s.metrics.SignIn("password", "banned")
-			return nil, &RateLimitedError{RetryAfter: until.Sub(now)}
-		}
+	if err := s.refuseBanned(ctx, now, who, c, userKey, ipKey); err != nil {
+		return nil, err
 	}
 	if err := s.store.Delete(ctx, "fail:"+userKey); err != nil {
 		return nil, &UnavailableError{err}
@@ -542,6 +528,22 @@ func (s *Service) verify(ctx context.Context, hash, password string) (bool, erro
 	}
 	defer s.hashSlots.Release(w)
 	return users.Verify(hash, password)
+}
+
+// refuseBanned answers a sign-in whose user or address is banned: a
+// *RateLimitedError, audited and counted (nil when neither is).
+func (s *Service) refuseBanned(ctx context.Context, now time.Time, who zap.Field, c Client, keys ...string) error {
+	for _, k := range keys {
+		if until, err := s.bannedUntil(ctx, k, now); err != nil {
+			return &UnavailableError{err}
+		} else if !until.IsZero() {
+			s.audit.Info("sign-in refused", who, zap.String("ip", c.ip()),
+				zap.String("user_agent", c.UserAgent), zap.String("outcome", "banned"))
+			s.metrics.SignIn("password", "banned")
+			return &RateLimitedError{RetryAfter: until.Sub(now)}
+		}
+	}
+	return nil
 }
 
 func (s *Service) bannedUntil(ctx context.Context, key string, now time.Time) (time.Time, error) {

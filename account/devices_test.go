@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/twostep-auth/twostep/internal/store"
-	"github.com/twostep-auth/twostep/internal/store/bolt"
 	"github.com/twostep-auth/twostep/internal/users"
 )
 
@@ -188,14 +186,7 @@ func TestDeviceRevocation(t *testing.T) {
 		// The sign-in reads the device, then the owner revokes it (another
 		// request, here run by the store hook at that moment), then the
 		// sign-in records the use: that write must not bring it back.
-		st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		hs := &hookStore{Store: st}
-		e := &tsEnv{env: newEnvWith(t, hs), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
-		e.svc.senders = Senders{SMS: e.sms, Voice: e.voice, Email: e.mail}
+		e, hs := hookedTSEnv(t)
 		_, c := trustedBob(t, e)
 		list, err := e.svc.UserDevices(ctx, "bob")
 		if err != nil || len(list) != 1 {

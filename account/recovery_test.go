@@ -365,18 +365,26 @@ func (h *hookStore) Get(ctx context.Context, key string, now time.Time) ([]byte,
 	return b, err
 }
 
-// hookedRecoveryEnv is recoveryEnv over a hookStore.
-func hookedRecoveryEnv(t *testing.T, mutate func(*RecoveryConfig)) (e *tsEnv, hs *hookStore, bob, alice *Resolved) {
+// hookedTSEnv is newTSEnv over a hookStore (bare bolt underneath, so that
+// the hooks see every read).
+func hookedTSEnv(t *testing.T) (*tsEnv, *hookStore) {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	hs = &hookStore{Store: st}
-	e = &tsEnv{env: newEnvWith(t, hs), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
+	hs := &hookStore{Store: st}
+	e := &tsEnv{env: newEnvWith(t, hs), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
 	e.svc.senders = Senders{SMS: e.sms, Voice: e.voice, Email: e.mail}
 	e.svc.cfg.TOTP.Skew = 1
+	return e, hs
+}
+
+// hookedRecoveryEnv is recoveryEnv over a hookStore.
+func hookedRecoveryEnv(t *testing.T, mutate func(*RecoveryConfig)) (e *tsEnv, hs *hookStore, bob, alice *Resolved) {
+	t.Helper()
+	e, hs = hookedTSEnv(t)
 	_, alice = enableRecovery(t, e, mutate)
 	e.clock.add(time.Minute)
 	return e, hs, e.signIn(t, "bob", "bob-password"), alice

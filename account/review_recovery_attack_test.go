@@ -129,26 +129,8 @@ func TestRecoveryTellsExternalUser(t *testing.T) {
 	e := newTSEnv(t)
 	_, alice := enableRecovery(t, e, func(rc *RecoveryConfig) { rc.CoolingOff = time.Hour })
 	ctx := context.Background()
-	res, _ := e.signInExternal(t, "zoe", "sub-zoe")
-	if _, err := e.svc.SetPhone(ctx, res, "+15550002222", MethodSMS, ip1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.ConfirmPhone(ctx, res, e.sms.last(t).Code, ip1); err != nil {
-		t.Fatal(err)
-	}
-	out, err := e.svc.SignInExternal(ctx, ExternalIdentity{Provider: "idp", Subject: "sub-zoe", Username: "zoe",
-		Email: "zoe@example.com", AllowUnknown: true}, ip2)
-	if err != nil || out.Session.State != store.StateSecondFactor {
-		t.Fatalf("zoe's provider account with two-step on: %v %v", out, err)
-	}
-	half, err := e.svc.Resolve(ctx, out.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := e.svc.RequestRecovery(ctx, half, "passport", bytes.NewReader(pngBytes(t)), ip2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := providerUserFiles(t, e, "sub-zoe", "+15550002222",
+		ExternalIdentity{Provider: "idp", Subject: "sub-zoe", Username: "zoe", Email: "zoe@example.com", AllowUnknown: true})
 	mailed := func(subject string) bool {
 		e.mail.mu.Lock()
 		defer e.mail.mu.Unlock()
@@ -186,25 +168,8 @@ func TestRecoveryNotAppliedToAnotherAccountOfTheName(t *testing.T) {
 	e := newTSEnv(t)
 	_, alice := enableRecovery(t, e, nil)
 	ctx := context.Background()
-	res, _ := e.signInExternal(t, "zoe", "sub-mallory")
-	if _, err := e.svc.SetPhone(ctx, res, "+15550003333", MethodSMS, ip1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.ConfirmPhone(ctx, res, e.sms.last(t).Code, ip1); err != nil {
-		t.Fatal(err)
-	}
-	out, err := e.svc.SignInExternal(ctx, ExternalIdentity{Provider: "idp", Subject: "sub-mallory", Username: "zoe", AllowUnknown: true}, ip2)
-	if err != nil || out.Session.State != store.StateSecondFactor {
-		t.Fatalf("mallory as zoe: %v %v", out, err)
-	}
-	half, err := e.svc.Resolve(ctx, out.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := e.svc.RequestRecovery(ctx, half, "passport", bytes.NewReader(pngBytes(t)), ip2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := providerUserFiles(t, e, "sub-mallory", "+15550003333",
+		ExternalIdentity{Provider: "idp", Subject: "sub-mallory", Username: "zoe", AllowUnknown: true})
 	// The operator adds zoe to the users file (bob's password hash will do).
 	db, err := users.Parse([]byte("users:\n  alice:\n    password: \"" + aliceHash + "\"\n    groups: [admins]\n" +
 		"  bob:\n    password: \"" + bobHash + "\"\n  zoe:\n    password: \"" + bobHash + "\"\n    email: zoe.file@example.com\n"))
@@ -523,4 +488,32 @@ func TestRecoveryOfAReviewerNeedsTwoApprovals(t *testing.T) {
 	if err != nil || got.Status != RecoveryApproved {
 		t.Fatalf("after a second approval: %+v, %v; want approved", got, err)
 	}
+}
+
+// providerUserFiles gives the provider-only user zoe (subject sub) a phone,
+// signs her in at the provider again as id (half signed in: two-step is on
+// now) and files a recovery from that session.
+func providerUserFiles(t *testing.T, e *tsEnv, sub, phone string, id ExternalIdentity) *Recovery {
+	t.Helper()
+	ctx := context.Background()
+	res, _ := e.signInExternal(t, "zoe", sub)
+	if _, err := e.svc.SetPhone(ctx, res, phone, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, res, e.sms.last(t).Code, ip1); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.SignInExternal(ctx, id, ip2)
+	if err != nil || out.Session.State != store.StateSecondFactor {
+		t.Fatalf("zoe's provider account with two-step on: %v %v", out, err)
+	}
+	half, err := e.svc.Resolve(ctx, out.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.svc.RequestRecovery(ctx, half, "passport", bytes.NewReader(pngBytes(t)), ip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

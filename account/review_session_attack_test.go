@@ -3,30 +3,12 @@ package account
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/twostep-auth/twostep/internal/store"
-	"github.com/twostep-auth/twostep/internal/store/bolt"
 )
-
-// hookedTSEnv is newTSEnv over a hookStore (bare bolt underneath, so that
-// the hooks see every read).
-func hookedTSEnv(t *testing.T) (*tsEnv, *hookStore) {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "t.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	hs := &hookStore{Store: st}
-	e := &tsEnv{env: newEnvWith(t, hs), sms: &recorder{}, voice: &recorder{}, mail: &recorder{}}
-	e.svc.senders = Senders{SMS: e.sms, Voice: e.voice, Email: e.mail}
-	e.svc.cfg.TOTP.Skew = 1
-	return e, hs
-}
 
 // Attack: someone who has bob's password and a code trusts two browsers
 // at the same moment (two requests, or two nodes). Each trustDevice reads
