@@ -402,7 +402,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for _, oc := range a.OIDC {
 		pr, err := oidc.New(oc.config(a.knownUser))
 		if err != nil {
-			return fmt.Errorf("twostep: oidc %s: %w", oc.Name, err)
+			return fmt.Errorf("twostep: %w", err) // err names the provider
 		}
 		a.providers = append(a.providers, pr)
 	}
@@ -650,7 +650,7 @@ func (a *App) Start() error {
 			ctx, cancel := context.WithCancel(context.Background())
 			c.Listen(ctx, rs)
 			health := &storeHealth{keys: a.Store.instanceKeys()}
-			go health.watch(ctx, rs, pingEvery, a.logger.Named("store"))
+			go health.watch(ctx, measured{rs}, pingEvery, a.logger.Named("store"))
 			return &pooledStore{Store: c, stop: cancel, health: health}, nil
 		}
 		db, err := bolt.Open(a.Store.Path, bolt.Options{})
@@ -665,7 +665,7 @@ func (a *App) Start() error {
 		// This process is the file's only writer: every change goes
 		// through the cache, which may keep sessions for long.
 		health := &storeHealth{keys: a.Store.instanceKeys()}
-		go health.watch(ctx, db, pingEvery, log)
+		go health.watch(ctx, measured{db}, pingEvery, log)
 		return &pooledStore{Store: cache.New(measured{db}, 5*time.Minute, account.CachedPrefixes...), stop: cancel, bolt: db, health: health}, nil
 	})
 	if err != nil {

@@ -340,10 +340,8 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 				list = &app.Voice
 			}
 			*list = append(*list, pc)
-			if !hasPlaceholder(pc.AccountSID, pc.AuthToken, pc.From, pc.Endpoint, pc.URL, pc.Secret) {
-				if _, err := buildProvider(opt, len(*list), pc); err != nil {
-					return nil, atLine(tok, err)
-				}
+			if _, err := buildProvider(opt, len(*list), standIns(pc)); err != nil {
+				return nil, atLine(tok, err)
 			}
 		case "email":
 			if app.Email != nil {
@@ -354,10 +352,12 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if !hasPlaceholder(em.Address, em.Username, em.Password, em.From) {
-				if _, err := buildSMTP(em); err != nil {
-					return nil, atLine(tok, err)
-				}
+			probe := *em
+			probe.Address = standIn(em.Address, "localhost:25")
+			probe.Username, probe.Password = standIn(em.Username, "user"), standIn(em.Password, "password")
+			probe.From = standIn(em.From, "a@example.com")
+			if _, err := buildSMTP(&probe); err != nil {
+				return nil, atLine(tok, err)
 			}
 			app.Email = em
 		case "trusted_device":
@@ -385,10 +385,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if cfg := oc.config(nil); !hasPlaceholder(cfg.Issuer, cfg.ClientID, cfg.ClientSecret) {
-				if err := cfg.Validate(); err != nil {
-					return nil, atLine(tok, err)
-				}
+			cfg := oc.config(nil)
+			cfg.Issuer = standIn(cfg.Issuer, "https://issuer.invalid")
+			cfg.ClientID, cfg.ClientSecret = standIn(cfg.ClientID, "client"), standIn(cfg.ClientSecret, "secret")
+			if err := cfg.Validate(); err != nil {
+				return nil, atLine(tok, err)
 			}
 			for _, other := range app.OIDC {
 				if other.Name == oc.Name {
@@ -423,7 +424,11 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 			lifetime = defaultSessionLifetime
 		}
 		if idle > lifetime {
-			return nil, atLine(sessionTok, fmt.Errorf("session: idle (%s) is longer than lifetime (%s)", time.Duration(idle), time.Duration(lifetime)))
+			var why string
+			if app.Session.Idle == 0 {
+				why = "; idle defaults to " + time.Duration(defaultSessionIdle).String() + ": set it too"
+			}
+			return nil, atLine(sessionTok, fmt.Errorf("session: idle (%s) is longer than lifetime (%s)%s", time.Duration(idle), time.Duration(lifetime), why))
 		}
 	}
 	if app.Code != nil && app.Code.EmailCodes && app.Email == nil && !app.DevOutbox {
@@ -432,21 +437,35 @@ func parseGlobal(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: "twostep", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-// hasPlaceholder reports whether any of the values holds a placeholder,
-// which only Provision expands: such values are checked there.
-func hasPlaceholder(values ...string) bool {
-	for _, v := range values {
-		if strings.Contains(v, "{") {
-			return true
-		}
+// standIn is v for a check made while the Caddyfile is adapted, or
+// example, a value of the right form, when v holds a placeholder (which
+// only Provision expands, and checks then): the block's other values are
+// still checked here, with their line.
+func standIn(v, example string) string {
+	if strings.Contains(v, "{") {
+		return example
 	}
-	return false
+	return v
+}
+
+// standIns is pc with stand-ins for its placeholders (see standIn).
+func standIns(pc ProviderConfig) ProviderConfig {
+	pc.AccountSID = standIn(pc.AccountSID, "AC"+strings.Repeat("0", 32))
+	pc.AuthToken = standIn(pc.AuthToken, "token")
+	pc.From = standIn(pc.From, "+15550000000")
+	pc.Endpoint = standIn(pc.Endpoint, "https://api.twilio.com")
+	pc.URL = standIn(pc.URL, "https://webhook.invalid/")
+	pc.Secret = standIn(pc.Secret, "secret")
+	return pc
 }
 
 // atLine reports err, one found once a block was read, at the line of tok
-// (the option it is about), as the Dispenser's own errors do.
+// (the option whose block it is about) and its import chain, as the
+// Dispenser's own errors do.
 func atLine(tok caddyfile.Token, err error) error {
-	return fmt.Errorf("%s, at %s:%d", strings.TrimPrefix(err.Error(), "twostep: "), tok.File, tok.Line)
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.Err(strings.TrimPrefix(err.Error(), "twostep: "))
 }
 
 // onceSet refuses an option given twice in one block, where the later

@@ -120,6 +120,16 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"oidc issuer", global("\t\toidc corp {\n\t\t\tissuer ftp://idp.example.com\n\t\t\tclient_id c\n\t\t}"), `oidc corp: invalid issuer "ftp://idp.example.com": must be https, at Caddyfile:4`},
 		{"idle longer than lifetime", global("\t\tsession {\n\t\t\tidle 2h\n\t\t\tlifetime 1h\n\t\t}"), "session: idle (2h0m0s) is longer than lifetime (1h0m0s), at Caddyfile:4"},
 		{"idle longer than the default lifetime", global("\t\tsession {\n\t\t\tidle 13h\n\t\t}"), "session: idle (13h0m0s) is longer than lifetime (12h0m0s), at Caddyfile:4"},
+		// A placeholder beside a bad value (as the README writes secrets):
+		// the other values are still checked, with the line.
+		{"twilio account_sid beside placeholders", global("\t\tsms twilio {\n\t\t\taccount_sid ACxyz\n\t\t\tauth_token {env.TWILIO_TOKEN}\n\t\t\tfrom {env.TWILIO_FROM}\n\t\t}"),
+			`sms provider 1 (twilio): twilio: account_sid must be "AC" followed by 32 hexadecimal digits (34 characters), at Caddyfile:4`},
+		{"smtp port beside a placeholder password", global("\t\temail smtp 127.0.0.1:99999 {\n\t\t\tusername u\n\t\t\tpassword {env.SMTP_PASSWORD}\n\t\t\tfrom a@example.com\n\t\t}"),
+			`email smtp: port "99999" is not a port number, at Caddyfile:4`},
+		{"oidc issuer beside a placeholder secret", global("\t\toidc corp {\n\t\t\tissuer http://idp.example.com\n\t\t\tclient_id c\n\t\t\tclient_secret {env.OIDC_SECRET}\n\t\t}"),
+			`oidc corp: invalid issuer "http://idp.example.com": must be https (http is allowed only for loopback hosts), at Caddyfile:4`},
+		{"a bad value from a snippet names the import", "(provider) {\n\tsms twilio {\n\t\taccount_sid ACxyz\n\t\tauth_token t\n\t\tfrom +15550001111\n\t}\n}\n{\n\ttwostep {\n\t\tusers_file users.yml\n\t\timport provider\n\t}\n}\n",
+			"import chain"},
 		{"email codes without email", global("\t\tcode {\n\t\t\tlength 8\n\t\t\temail_codes on\n\t\t}"), "code: email_codes needs an `email` server (or dev_outbox), at Caddyfile:6"},
 	}
 	for _, tc := range cases {

@@ -373,7 +373,11 @@ func devicesCmd() *cobra.Command {
 			if _, err := adminCall(cmd, "DELETE", path, "", http.StatusNoContent); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "revoked")
+			if len(args) == 2 {
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked trusted browser %s of %s\n", args[1], args[0])
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked every trusted browser of %s\n", args[0])
+			}
 			return nil
 		},
 	}

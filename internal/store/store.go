@@ -87,8 +87,8 @@ type Session struct {
 	Credential string `json:"credential,omitempty"`
 	// Epoch is stored with the session and returned as it was; the store
 	// gives it no meaning. (Sessions end by deletion: sign out everywhere,
-	// reset-2sv and recovery delete them, a password change or disabled
-	// user ends them through Credential.)
+	// reset-2sv and recovery delete them; a password change ends them
+	// through Credential, and a disabled user through the users file.)
 	Epoch uint64 `json:"epoch"`
 	// Pending carries flow state for a half-signed-in session (e.g. the
 	// return URL); opaque to the store.
