@@ -84,6 +84,9 @@ type Recovery struct {
 	// External: filed by a user who exists only at an identity provider,
 	// whose contact details are kept with the request (recoveryContactKey).
 	External bool `json:"external,omitempty"`
+	// Privileged: the account reviewed recoveries when it filed, so the
+	// request needs four eyes (approvalsFor).
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // Open reports whether the request still awaits a decision or its effect.
@@ -436,6 +439,7 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	r := &Recovery{
 		ID: hex.EncodeToString(idb[:]), User: user, Created: now, IP: c.ip(), UserAgent: truncate(c.UserAgent, 256),
 		DocumentType: docType, DocumentKind: string(d.Kind), Status: RecoveryPending, External: res.External,
+		Privileged: s.reviewsNow(ctx, user),
 	}
 	blob, err := s.vault.Seal(d, user, r.ID)
 	if err != nil {
@@ -929,7 +933,7 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 		if r.Status != RecoveryPending && !stopping {
 			return ErrAlreadyDecided
 		}
-		if s.cfg.Recovery.Expiry > 0 && now.Sub(r.Created) >= s.cfg.Recovery.Expiry {
+		if r.Status == RecoveryPending && s.cfg.Recovery.Expiry > 0 && now.Sub(r.Created) >= s.cfg.Recovery.Expiry {
 			return ErrAlreadyDecided // expired: the sweeper has yet to say so
 		}
 		if decision == "deny" {
@@ -941,8 +945,17 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 			// An approval counts while its reviewer still is one: not
 			// that of someone since taken out of the review group,
 			// disabled or gone (who may approve again if they come back).
-			r.Approvals = slices.DeleteFunc(r.Approvals, func(a string) bool { return !s.stillReviewer(ctx, a) })
-			r.Approvals = append(r.Approvals, reviewer)
+			kept := r.Approvals[:0]
+			for _, a := range r.Approvals {
+				left, err := s.leftReview(ctx, a)
+				if err != nil {
+					return err
+				}
+				if !left {
+					kept = append(kept, a)
+				}
+			}
+			r.Approvals = append(kept, reviewer)
 			if len(r.Approvals) >= s.approvalsFor(ctx, r) {
 				r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
 				r.EffectiveAt = now.Add(s.cfg.Recovery.CoolingOff)
@@ -991,20 +1004,17 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 // privileged accounts, whose new owner would decide others' recoveries).
 func (s *Service) approvalsFor(ctx context.Context, r *Recovery) int {
 	n := s.cfg.Recovery.Approvals
-	if n < 2 && s.stillReviewer(ctx, r.User) {
+	if n < 2 && (r.Privileged || s.reviewsNow(ctx, r.User)) {
 		n = 2
 	}
 	return n
 }
 
-// stillReviewer reports whether the reviewer who recorded an approval may
-// review now: the shell operator, a users-file user in review_group (not
-// disabled), or a user who exists only at a provider whose last sign-in
-// put them in it. On any doubt, no.
-func (s *Service) stillReviewer(ctx context.Context, name string) bool {
-	if strings.HasPrefix(name, "operator:") {
-		return true
-	}
+// reviewsNow reports whether name is known to review now: a users-file
+// user in review_group (not disabled), or a user who exists only at a
+// provider whose last sign-in (its record lasts a session lifetime) put
+// them in it. It only ever adds eyes, so doubt reads as no.
+func (s *Service) reviewsNow(ctx context.Context, name string) bool {
 	if u, ok := s.users.DB().Lookup(name); ok {
 		return !u.Disabled && slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup)
 	}
@@ -1015,6 +1025,40 @@ func (s *Service) stillReviewer(ctx context.Context, name string) bool {
 	var u users.User
 	return json.Unmarshal(b, &u) == nil && strings.HasPrefix(u.Credential, "oidc:") &&
 		slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup)
+}
+
+// leftReview reports whether there is evidence that the reviewer who
+// recorded an approval reviews no longer: a users-file user since
+// disabled or taken out of review_group, a name that is in neither the
+// users file nor owned by a provider account (removed from the file), or a
+// provider-only user whose last sign-in came without the group. A
+// provider-only reviewer's record that expired is no such evidence; a
+// store that cannot be read stops the decision.
+func (s *Service) leftReview(ctx context.Context, name string) (bool, error) {
+	if strings.HasPrefix(name, "operator:") {
+		return false, nil
+	}
+	name = users.Canonical(name)
+	if u, ok := s.users.DB().Lookup(name); ok {
+		return u.Disabled || !slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup), nil
+	}
+	now := s.now()
+	if _, err := s.store.Get(ctx, ownerKey(name), now); errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	} else if err != nil {
+		return false, &UnavailableError{err}
+	}
+	b, err := s.store.Get(ctx, externalKey(name), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, &UnavailableError{err}
+	}
+	var u users.User
+	if json.Unmarshal(b, &u) != nil {
+		return false, nil
+	}
+	return !slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup), nil
 }
 
 // accountPhone is the phone number of r's account as a method, or "".
@@ -1078,8 +1122,9 @@ func (s *Service) cancelSig(id string) string {
 }
 
 // CheckCancelLink reports whether id and sig are a "this wasn't me" link
-// this service made: the page it opens says only then that a recovery was
-// approved (a forged link must not show the real site saying so).
+// this service made (sent when a recovery is filed and when it is
+// approved): the page it opens says only then that a recovery was asked
+// for (a forged link must not show the real site saying so).
 func (s *Service) CheckCancelLink(id, sig string) bool {
 	return id != "" && len(id) <= 64 && hmac.Equal([]byte(s.cancelSig(id)), []byte(sig))
 }
@@ -1148,13 +1193,26 @@ func (s *Service) applyLocked(ctx context.Context, r *Recovery) error {
 func (s *Service) accountChanged(ctx context.Context, r *Recovery) (bool, error) {
 	user := users.Canonical(r.User)
 	_, inFile := s.users.DB().Lookup(user)
+	now := s.now()
 	if !r.External {
-		return !inFile, nil
+		if inFile {
+			return false, nil
+		}
+		// Not in the file: a users-file user removed since, or a
+		// provider-only user whose request was filed before requests
+		// said so (no contact kept), applied as it was then while a
+		// provider account owns the name.
+		_, err := s.store.Get(ctx, ownerKey(user), now)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil
+		} else if err != nil {
+			return true, &UnavailableError{err}
+		}
+		return false, nil
 	}
 	if inFile {
 		return true, nil
 	}
-	now := s.now()
 	b, err := s.store.Get(ctx, recoveryContactKey(r.ID), now)
 	if errors.Is(err, store.ErrNotFound) {
 		return true, nil
@@ -1335,10 +1393,20 @@ func (s *Service) mailRecovery(ctx context.Context, r *Recovery, subject, body s
 // since): its notices are not for whoever has the name now.
 func (s *Service) recoveryContact(ctx context.Context, r *Recovery) (*users.User, bool) {
 	u, inFile := s.users.DB().Lookup(r.User)
-	if !r.External || inFile {
-		return u, inFile && !r.External
+	if inFile {
+		return u, !r.External
 	}
 	now := s.now()
+	if !r.External {
+		// Filed before requests said whose they were: the provider
+		// user's record, while there is one.
+		b, err := s.store.Get(ctx, externalKey(users.Canonical(r.User)), now)
+		var cur users.User
+		if err != nil || json.Unmarshal(b, &cur) != nil || !strings.HasPrefix(cur.Credential, "oidc:") {
+			return nil, false
+		}
+		return &cur, true
+	}
 	b, err := s.store.Get(ctx, recoveryContactKey(r.ID), now)
 	if err != nil {
 		return nil, false

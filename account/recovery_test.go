@@ -310,6 +310,7 @@ type hookStore struct {
 	writes map[string]func() // before a Put or PutIfAbsent
 	reads  map[string]func() // after a Get
 	busy   map[string]func() // after a PutIfAbsent that found the key taken
+	lists  map[string]func() // before a ListUserSessions of the user
 }
 
 func (h *hookStore) take(m map[string]func(), key string) func() {
@@ -336,6 +337,14 @@ func (h *hookStore) on(m *map[string]func(), pattern string, fn func()) {
 func (h *hookStore) beforeWrite(pattern string, fn func()) { h.on(&h.writes, pattern, fn) }
 func (h *hookStore) afterRead(pattern string, fn func())   { h.on(&h.reads, pattern, fn) }
 func (h *hookStore) whenBusy(pattern string, fn func())    { h.on(&h.busy, pattern, fn) }
+func (h *hookStore) beforeList(user string, fn func())     { h.on(&h.lists, user, fn) }
+
+func (h *hookStore) ListUserSessions(ctx context.Context, user string, now time.Time) ([]*store.Session, error) {
+	if fn := h.take(h.lists, user); fn != nil {
+		fn()
+	}
+	return h.Store.ListUserSessions(ctx, user, now)
+}
 
 func (h *hookStore) Put(ctx context.Context, key string, value []byte, ttl time.Duration, now time.Time) error {
 	if fn := h.take(h.writes, key); fn != nil {

@@ -517,3 +517,93 @@ func providerUserFiles(t *testing.T, e *tsEnv, sub, phone string, id ExternalIde
 	}
 	return r
 }
+
+// Four eyes for a provider-only reviewer: whether the account reviews was
+// read from the provider user's record, which lasts a session lifetime;
+// two days later, when the review happens, it was gone, and one approval
+// recovered a reviewer. It is decided at filing (and can only rise).
+func TestRecoveryOfAProviderReviewerNeedsTwoApprovalsDaysLater(t *testing.T) {
+	e := newTSEnv(t)
+	enableRecovery(t, e, nil) // approvals 1
+	ctx := context.Background()
+	r := providerUserFiles(t, e, "sub-zoe", "+15550002222",
+		ExternalIdentity{Provider: "idp", Subject: "sub-zoe", Username: "zoe", Email: "zoe@example.com", Groups: []string{"admins"}, AllowUnknown: true})
+	e.clock.add(48 * time.Hour)
+	got, err := e.svc.DecideAsOperator(ctx, "root", r.ID, "approve", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != RecoveryPending {
+		t.Fatalf("a provider-only reviewer's request after one approval, two days on: %q, want pending", got.Status)
+	}
+}
+
+// An approval is dropped only on evidence that its reviewer no longer
+// reviews: a provider-only reviewer's record expiring (a session lifetime
+// after their last sign-in) is no such evidence, and with approvals 2 the
+// first approval vanished when the second came 13 hours later.
+func TestRecoveryApprovalOfAProviderReviewerKept(t *testing.T) {
+	e, bob, _ := recoveryEnv(t, func(rc *RecoveryConfig) { rc.Approvals = 2 })
+	ctx := context.Background()
+	r, err := e.svc.RequestRecovery(ctx, bob, "passport", bytes.NewReader(pngBytes(t)), ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.SignInExternal(ctx, ExternalIdentity{Provider: "idp", Subject: "sub-rev", Username: "rev", Email: "rev@example.com",
+		Groups: []string{"admins"}, MFA: true, AllowUnknown: true}, ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.svc.Resolve(ctx, out.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Decide(ctx, rev, r.ID, "approve", "", ip1); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(13 * time.Hour)
+	got, err := e.svc.DecideAsOperator(ctx, "root", r.ID, "approve", "")
+	if err != nil || got.Status != RecoveryApproved {
+		t.Fatalf("after rev's approval (13 h ago) and the operator's: %+v, %v; want approved", got, err)
+	}
+}
+
+// Denying an approval in its cooling-off works to the end of it, also
+// past the request's 30-day expiry (which applies to pending requests).
+func TestRecoveryApprovalDeniedLateInCoolingOff(t *testing.T) {
+	e, bob, alice := recoveryEnv(t, func(rc *RecoveryConfig) { rc.CoolingOff = 7 * 24 * time.Hour })
+	ctx := context.Background()
+	r, err := e.svc.RequestRecovery(ctx, bob, "passport", bytes.NewReader(pngBytes(t)), ip1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(28 * 24 * time.Hour)
+	if _, err := e.svc.Decide(ctx, alice, r.ID, "approve", "", ip1); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(3 * 24 * time.Hour) // day 31, the approval takes effect on day 35
+	if got, err := e.svc.DecideAsOperator(ctx, "root", r.ID, "deny", "forged"); err != nil || got.Status != RecoveryDenied {
+		t.Fatalf("deny on day 31: %+v, %v; want denied", got, err)
+	}
+}
+
+// A provider-only user's request filed before requests recorded that
+// (no External flag, no contact kept) is applied as it was then, not
+// silently cancelled as "the account changed".
+func TestRecoveryLegacyProviderRequestApplied(t *testing.T) {
+	e := newTSEnv(t)
+	enableRecovery(t, e, nil)
+	ctx := context.Background()
+	r := providerUserFiles(t, e, "sub-zoe", "+15550002222",
+		ExternalIdentity{Provider: "idp", Subject: "sub-zoe", Username: "zoe", Email: "zoe@example.com", AllowUnknown: true})
+	if _, err := e.svc.withRecovery(ctx, r.ID, func(r *Recovery) error { r.External = false; return e.svc.saveRecovery(ctx, r) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.store.Delete(ctx, recoveryContactKey(r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.svc.DecideAsOperator(ctx, "root", r.ID, "approve", "")
+	if err != nil || got.Status != RecoveryApproved || !got.Applied {
+		t.Fatalf("a request filed before the upgrade: %+v, %v; want approved and applied", got, err)
+	}
+}

@@ -265,3 +265,66 @@ func TestReviewAddressBanSetDuringTheHashRefusesTheSignIn(t *testing.T) {
 		t.Fatalf("sign-in whose address was banned while its hash ran: %+v, %v; want the ban (429)", res, err)
 	}
 }
+
+// A method change ends every trusted browser (SPEC §4); a browser trusted
+// by another session in the moment between that revocation and the end of
+// the other sessions survived it (RevokeAll and reset-2sv run a second
+// pass; adding a method did not).
+func TestReviewDeviceTrustedRacingMethodChangeDies(t *testing.T) {
+	e, hs := hookedTSEnv(t)
+	ctx := context.Background()
+	attacker, _ := fullBob(t, e)
+	owner, _ := fullBobAgain(t, e)
+	u, _ := e.dir.DB().Lookup("bob")
+	var tok string
+	// Once the phone's confirmation revoked the devices, before it ends
+	// the other sessions: the attacker's session trusts its browser.
+	hs.beforeList("bob", func() {
+		var err error
+		if tok, _, err = e.svc.trustDevice(ctx, u, attacker.Session.ID, ip2, ""); err != nil {
+			t.Errorf("trust: %v", err)
+		}
+	})
+	if _, err := e.svc.SetPhone(ctx, owner, "+15550009999", MethodVoice, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmPhone(ctx, owner, e.voice.last(t).Code, ip1); err != nil {
+		t.Fatal(err)
+	}
+	c := ip2
+	c.Device = tok
+	res, err := e.svc.SignIn(ctx, "bob", "bob-password", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Session.State == store.StateTwoFactor {
+		t.Fatal("a browser trusted while bob changed his phone still skips the code")
+	}
+}
+
+// Trusting the browser comes after the code was used and the session
+// swapped: when it cannot be done (the device list stays locked, here by
+// a holder that died), the user is signed in without it, not signed out
+// with neither.
+func TestReviewVerifyCodeSignsInWhenTrustFails(t *testing.T) {
+	e := newTSEnv(t)
+	ctx := context.Background()
+	e.enrolPhone(t)
+	half := e.signIn(t, "bob", "bob-password")
+	if _, err := e.svc.SendCode(ctx, half, MethodSMS, ip1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.Put(ctx, deviceLockKey("bob"), []byte("someone else"), time.Hour, e.clock.now()); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.svc.VerifyCode(ctx, half, MethodSMS, e.sms.last(t).Code, true, ip1)
+	if err != nil {
+		t.Fatalf("a code whose browser could not be trusted: %v, want signed in", err)
+	}
+	if out.DeviceToken != "" || out.Device != nil {
+		t.Fatalf("a device was trusted under another holder's lock: %+v", out.Device)
+	}
+	if res, err := e.svc.Resolve(ctx, out.Token); err != nil || res.Session.State != store.StateTwoFactor {
+		t.Fatalf("the session after a code whose browser could not be trusted: %+v, %v; want two_factor", res, err)
+	}
+}

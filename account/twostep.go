@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -894,8 +895,16 @@ func (s *Service) VerifyCode(ctx context.Context, res *Resolved, method, code st
 	}
 	out := &VerifyResult{Token: token, Session: &next, BackupLeft: len(fresh.Backup)}
 	if trust {
-		if out.DeviceToken, out.Device, err = s.trustDevice(ctx, res.User, next.ID, c, c.Base); err != nil {
-			return nil, err
+		out.DeviceToken, out.Device, err = s.trustDevice(ctx, res.User, next.ID, c, c.Base)
+		switch {
+		case errors.Is(err, ErrNoSession):
+			return nil, err // the new session ended meanwhile (sign out everywhere)
+		case err != nil:
+			// The user is signed in (the code is used, the session
+			// swapped): say so without the trusted browser rather than
+			// leave them with neither.
+			s.log.Warn("browser not trusted", zap.String("user", user), zap.Error(err))
+			out.DeviceToken, out.Device = "", nil
 		}
 	}
 	return out, nil
@@ -1247,6 +1256,11 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, wasO
 	if err := s.endOtherSessions(ctx, user, res.Session.ID, event); err != nil {
 		return nil, err
 	}
+	// Again, after the sessions: a device that one of them trusted while
+	// the first pass ran is listed now (see trustDevice).
+	if err := s.revokeDevices(ctx, user, event); err != nil {
+		return nil, err
+	}
 	if err := s.store.Delete(ctx, mustEnrollKey(user)); err != nil {
 		return nil, &UnavailableError{err}
 	}
@@ -1350,10 +1364,11 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, res *Resolved, pass
 	// In the user's turn (see userGate), reading the record afresh: two
 	// regenerations at once must not both replace the same old set, or
 	// the one saved first would leave its codes stored and unlisted.
-	unlock, err := s.gate.lock(ctx, user, maxHashWait)
+	locked, err := s.gate.lock(ctx, user, maxHashWait)
 	if err != nil {
 		return nil, err
 	}
+	unlock := sync.OnceFunc(locked)
 	defer unlock()
 	r, err := s.loadRecord(ctx, user)
 	if err != nil {
@@ -1369,6 +1384,7 @@ func (s *Service) RegenerateBackupCodes(ctx context.Context, res *Resolved, pass
 		return nil, err
 	}
 	s.audit.Info("backup codes regenerated", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	unlock() // the user's turn is not held while the mail server answers
 	s.mail(ctx, res.User, "New backup codes", "New backup codes were made for your account. The old ones no longer work.")
 	return codes, nil
 }
@@ -1430,10 +1446,11 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		// In the user's turn, on the record as it is now: a stale copy
 		// saved over a concurrent change (new backup codes, say) would
 		// undo it.
-		unlock, err := s.gate.lock(ctx, user, maxHashWait)
+		locked, err := s.gate.lock(ctx, user, maxHashWait)
 		if err != nil {
 			return err
 		}
+		unlock := sync.OnceFunc(locked)
 		defer unlock()
 		if r, err = s.loadRecord(ctx, user); err != nil {
 			return err
@@ -1468,6 +1485,7 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		if dropped {
 			body += " Backup codes made while it was off no longer work: make new ones under Login & security."
 		}
+		unlock() // not held while the mail server answers
 		s.mail(ctx, res.User, "Two-step verification is on", body)
 		return nil
 	}
@@ -1485,10 +1503,11 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 	}
 	// One code per user at a time, so that the lock counts every guess
 	// before the next is looked at (see userGate).
-	unlock, err := s.gate.lock(ctx, user, maxHashWait)
+	locked, err := s.gate.lock(ctx, user, maxHashWait)
 	if err != nil {
 		return err
 	}
+	unlock := sync.OnceFunc(locked)
 	defer unlock()
 	if err := s.factorLocked(ctx, user, c); err != nil {
 		return err
@@ -1520,6 +1539,7 @@ func (s *Service) SetTwoStep(ctx context.Context, res *Resolved, enabled bool, p
 		return err
 	}
 	s.audit.Info("two-step turned off", zap.String("user", user), zap.String("ip", c.ip()), zap.String("outcome", "success"))
+	unlock() // not held while the mail server answers
 	s.mail(ctx, res.User, "Two-step verification is off",
 		"Two-step verification was turned off for your account. Your account is less secure without it: anyone with your password can now sign in. If this wasn't you, change your password and turn it back on.")
 	return nil

@@ -324,7 +324,7 @@ func TestAttackRecoveryCancelPageTrustsAnyLink(t *testing.T) {
 	r.Header.Set("Accept", "text/html")
 	w := httptest.NewRecorder()
 	s.p.ServeHTTP(w, r)
-	if w.Code != http.StatusNotFound || strings.Contains(w.Body.String(), "was approved") {
-		t.Fatalf("a forged cancel link: %d, page says the request was approved", w.Code)
+	if w.Code != http.StatusNotFound || strings.Contains(w.Body.String(), "asked to recover your account") {
+		t.Fatalf("a forged cancel link: %d, the page says a recovery was asked for", w.Code)
 	}
 }
