@@ -136,6 +136,31 @@ func (s *Service) revokeDevices(ctx context.Context, user, why string) error {
 	return nil
 }
 
+// revokeDevicesAround ends the user's trusted devices, runs endSessions,
+// and ends the devices again: a device that one of those sessions trusted
+// while the first pass ran is listed by then (trustDevice removes its own
+// device only when its session is already gone as it looks), so no order
+// leaves a device trusted by an ended session.
+func (s *Service) revokeDevicesAround(ctx context.Context, user, why string, endSessions func() error) error {
+	if err := s.revokeDevices(ctx, user, why); err != nil {
+		return err
+	}
+	if err := endSessions(); err != nil {
+		return err
+	}
+	return s.revokeDevices(ctx, user, why)
+}
+
+// deleteUserSessions is store.DeleteUserSessions with its error as the
+// service's.
+func (s *Service) deleteUserSessions(ctx context.Context, user string) (int, error) {
+	n, err := s.store.DeleteUserSessions(ctx, user)
+	if err != nil {
+		return 0, &UnavailableError{err}
+	}
+	return n, nil
+}
+
 // deviceLockTTL bounds how long a request that died holding a user's
 // device lock keeps the others waiting.
 const deviceLockTTL = 10 * time.Second
@@ -216,8 +241,9 @@ func (s *Service) saveDeviceList(ctx context.Context, user string, list []string
 // stored ("sign out everywhere", reset-2sv, an approved recovery ran
 // meanwhile, possibly on another node), the device goes too and the call
 // answers ErrNoSession, so that no cookie outlives the revocation. With
-// RevokeAll's second pass over the devices (after the sessions) this
-// leaves no order in which a device trusted by an ended session survives.
+// the revocations' second pass over the devices, after the sessions
+// (revokeDevicesAround), no order leaves a device trusted by an ended
+// session.
 func (s *Service) trustDevice(ctx context.Context, u *users.User, sessionID string, c Client, base string) (string, *Device, error) {
 	user := users.Canonical(u.Name)
 	var raw [32]byte
@@ -481,16 +507,11 @@ func (s *Service) RevokeDevice(ctx context.Context, user, id string, c Client) e
 // everywhere").
 func (s *Service) RevokeAll(ctx context.Context, user string, c Client) error {
 	user = users.Canonical(user)
-	if err := s.revokeDevices(ctx, user, "sign out everywhere"); err != nil {
+	var n int
+	if err := s.revokeDevicesAround(ctx, user, "sign out everywhere", func() (err error) {
+		n, err = s.deleteUserSessions(ctx, user)
 		return err
-	}
-	n, err := s.store.DeleteUserSessions(ctx, user)
-	if err != nil {
-		return &UnavailableError{err}
-	}
-	// Again, after the sessions: a device that one of them trusted while
-	// the first pass ran is listed now (see trustDevice).
-	if err := s.revokeDevices(ctx, user, "sign out everywhere"); err != nil {
+	}); err != nil {
 		return err
 	}
 	s.audit.Info("signed out everywhere", zap.String("user", user), zap.Int("sessions", n), zap.String("ip", c.ip()),
@@ -676,15 +697,11 @@ func (s *Service) resetTwoStep(ctx context.Context, user, operator string, tell 
 			return &UnavailableError{err}
 		}
 	}
-	if err := s.revokeDevices(ctx, user, "reset-2sv"); err != nil {
+	var n int
+	if err := s.revokeDevicesAround(ctx, user, "reset-2sv", func() (err error) {
+		n, err = s.deleteUserSessions(ctx, user)
 		return err
-	}
-	n, err := s.store.DeleteUserSessions(ctx, user)
-	if err != nil {
-		return &UnavailableError{err}
-	}
-	// Again, after the sessions (see RevokeAll).
-	if err := s.revokeDevices(ctx, user, "reset-2sv"); err != nil {
+	}); err != nil {
 		return err
 	}
 	s.audit.Warn("two-step reset by operator", zap.String("user", user), zap.String("operator", operator),

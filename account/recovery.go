@@ -436,10 +436,14 @@ func (s *Service) RequestRecovery(ctx context.Context, res *Resolved, docType st
 	if _, err := rand.Read(idb[:]); err != nil {
 		return nil, err
 	}
+	privileged, err := s.reviewsNow(ctx, user)
+	if err != nil {
+		return nil, err
+	}
 	r := &Recovery{
 		ID: hex.EncodeToString(idb[:]), User: user, Created: now, IP: c.ip(), UserAgent: truncate(c.UserAgent, 256),
 		DocumentType: docType, DocumentKind: string(d.Kind), Status: RecoveryPending, External: res.External,
-		Privileged: s.reviewsNow(ctx, user),
+		Privileged: privileged,
 	}
 	blob, err := s.vault.Seal(d, user, r.ID)
 	if err != nil {
@@ -956,7 +960,11 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 				}
 			}
 			r.Approvals = append(kept, reviewer)
-			if len(r.Approvals) >= s.approvalsFor(ctx, r) {
+			need, err := s.approvalsFor(ctx, r)
+			if err != nil {
+				return err
+			}
+			if len(r.Approvals) >= need {
 				r.Status, r.Decided, r.DecidedBy, r.Reason = RecoveryApproved, now, strings.Join(r.Approvals, ","), reason
 				r.EffectiveAt = now.Add(s.cfg.Recovery.CoolingOff)
 			}
@@ -1002,29 +1010,39 @@ func (s *Service) decide(ctx context.Context, reviewer, id, decision, reason str
 // approvalsFor is how many approvals r needs: `approvals`, and at least
 // two for an account that reviews itself (THREATS §4.6: four eyes for
 // privileged accounts, whose new owner would decide others' recoveries).
-func (s *Service) approvalsFor(ctx context.Context, r *Recovery) int {
+func (s *Service) approvalsFor(ctx context.Context, r *Recovery) (int, error) {
 	n := s.cfg.Recovery.Approvals
-	if n < 2 && (r.Privileged || s.reviewsNow(ctx, r.User)) {
-		n = 2
+	if n >= 2 || r.Privileged {
+		return max(n, 2), nil
 	}
-	return n
+	reviews, err := s.reviewsNow(ctx, r.User)
+	if err != nil {
+		return 0, err
+	}
+	if reviews {
+		return 2, nil
+	}
+	return n, nil
 }
 
-// reviewsNow reports whether name is known to review now: a users-file
-// user in review_group (not disabled), or a user who exists only at a
-// provider whose last sign-in (its record lasts a session lifetime) put
-// them in it. It only ever adds eyes, so doubt reads as no.
-func (s *Service) reviewsNow(ctx context.Context, name string) bool {
+// reviewsNow reports whether name reviews now: a users-file user in
+// review_group (not disabled), or a user who exists only at a provider
+// whose last sign-in (its record lasts a session lifetime) put them in it.
+// A store that cannot be read is an error: the answer decides how many
+// eyes a request needs.
+func (s *Service) reviewsNow(ctx context.Context, name string) (bool, error) {
 	if u, ok := s.users.DB().Lookup(name); ok {
-		return !u.Disabled && slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup)
+		return !u.Disabled && slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup), nil
 	}
 	b, err := s.store.Get(ctx, externalKey(users.Canonical(name)), s.now())
-	if err != nil {
-		return false
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, &UnavailableError{err}
 	}
 	var u users.User
 	return json.Unmarshal(b, &u) == nil && strings.HasPrefix(u.Credential, "oidc:") &&
-		slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup)
+		slices.Contains(u.Groups, s.cfg.Recovery.ReviewGroup), nil
 }
 
 // leftReview reports whether there is evidence that the reviewer who
@@ -1189,29 +1207,24 @@ func (s *Service) applyLocked(ctx context.Context, r *Recovery) error {
 // accountChanged reports whether the account r names is no longer the one
 // that filed it: a users-file user gone from the file, or, for a user who
 // existed only at a provider, a users-file user of that name since, or
-// another provider account owning the name now (reset-2sv frees it).
+// another provider account owning the name now (reset-2sv frees it). A
+// request of a provider-only user filed before requests said so (not
+// External, no contact kept) counts as unchanged while a provider account
+// owns the name, as it was applied then.
 func (s *Service) accountChanged(ctx context.Context, r *Recovery) (bool, error) {
 	user := users.Canonical(r.User)
-	_, inFile := s.users.DB().Lookup(user)
-	now := s.now()
-	if !r.External {
-		if inFile {
-			return false, nil
-		}
-		// Not in the file: a users-file user removed since, or a
-		// provider-only user whose request was filed before requests
-		// said so (no contact kept), applied as it was then while a
-		// provider account owns the name.
-		_, err := s.store.Get(ctx, ownerKey(user), now)
-		if errors.Is(err, store.ErrNotFound) {
-			return true, nil
-		} else if err != nil {
-			return true, &UnavailableError{err}
-		}
-		return false, nil
+	if _, inFile := s.users.DB().Lookup(user); inFile {
+		return r.External, nil
 	}
-	if inFile {
-		return true, nil
+	now := s.now()
+	owner, err := s.store.Get(ctx, ownerKey(user), now)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil // a users-file user removed since, or the name freed
+	} else if err != nil {
+		return true, &UnavailableError{err}
+	}
+	if !r.External {
+		return false, nil
 	}
 	b, err := s.store.Get(ctx, recoveryContactKey(r.ID), now)
 	if errors.Is(err, store.ErrNotFound) {
@@ -1222,12 +1235,6 @@ func (s *Service) accountChanged(ctx context.Context, r *Recovery) (bool, error)
 	var kept users.User
 	if json.Unmarshal(b, &kept) != nil {
 		return true, nil
-	}
-	owner, err := s.store.Get(ctx, ownerKey(user), now)
-	if errors.Is(err, store.ErrNotFound) {
-		return true, nil
-	} else if err != nil {
-		return true, &UnavailableError{err}
 	}
 	prov, sub, ok := strings.Cut(string(owner), "\x00")
 	return !ok || !hmac.Equal([]byte(kept.Credential), []byte(externalCredential(prov, sub))), nil

@@ -1250,15 +1250,9 @@ func (s *Service) turnOnWith(ctx context.Context, res *Resolved, r *record, wasO
 	// A new method ends every trusted device (SPEC §4), and every other
 	// session: one made with a leaked password, the reason the user may
 	// be doing this, must not outlive it (REQ-17, REQ-62).
-	if err := s.revokeDevices(ctx, user, event); err != nil {
-		return nil, err
-	}
-	if err := s.endOtherSessions(ctx, user, res.Session.ID, event); err != nil {
-		return nil, err
-	}
-	// Again, after the sessions: a device that one of them trusted while
-	// the first pass ran is listed now (see trustDevice).
-	if err := s.revokeDevices(ctx, user, event); err != nil {
+	if err := s.revokeDevicesAround(ctx, user, event, func() error {
+		return s.endOtherSessions(ctx, user, res.Session.ID, event)
+	}); err != nil {
 		return nil, err
 	}
 	if err := s.store.Delete(ctx, mustEnrollKey(user)); err != nil {
